@@ -1,0 +1,1 @@
+//! Shared building blocks: RPC encryption primitive, ids, time formats.

@@ -1,0 +1,1 @@
+//! trove.conf: oslo.config-style INI loading, Trove's option groups and defaults, sample generation.

@@ -1,0 +1,1 @@
+//! trove-manage: operator commands (db_sync, datastores, validation rules, flavors).

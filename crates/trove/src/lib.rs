@@ -1,0 +1,1 @@
+//! Glue shared by the service binaries: logging set-up and configuration loading.
