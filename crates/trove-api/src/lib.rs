@@ -1,0 +1,1 @@
+//! trove-api: the Trove v1 REST API (routes, views, auth, policy, quotas).

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The project's test command: installs and starts what the tests need, then runs every
+# test of the workspace (unit, integration against the real RabbitMQ, MariaDB and
+# PostgreSQL on this host, and the oslo.messaging interoperability tests).
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -p trove-db     # extra arguments go to the test runner
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "cargo not found: install Rust with rustup (https://rustup.rs) first" >&2
+        exit 1
+    fi
+fi
+
+scripts/ensure-services.sh
+
+cargo fmt --all -- --check
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
