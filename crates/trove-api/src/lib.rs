@@ -1,1 +1,3 @@
 //! trove-api: the Trove v1 REST API (routes, views, auth, policy, quotas).
+
+pub mod policy;
