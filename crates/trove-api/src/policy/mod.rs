@@ -143,6 +143,18 @@ struct PolicyFile {
 ///
 /// Cheap to share (`Arc<Enforcer>`): checks read the current rule set through
 /// a read lock held only long enough to clone an `Arc`.
+///
+/// ```
+/// use trove_api::policy::{Enforcer, Target};
+///
+/// let enforcer = Enforcer::with_overrides([("instance:delete", "rule:admin")]).unwrap();
+/// let member = enforcer.credentials("p1", "alice", vec!["member".into()]);
+/// let denied = enforcer
+///     .authorize("instance:delete", &member, &Target::tenant("p1"))
+///     .unwrap_err();
+/// assert_eq!(denied.to_string(), "Policy doesn't allow instance:delete to be performed.");
+/// assert!(enforcer.authorize("instance:show", &member, &Target::tenant("p1")).is_ok());
+/// ```
 #[derive(Debug)]
 pub struct Enforcer {
     /// The current rules; replaced whole on reload.
@@ -301,23 +313,7 @@ impl Enforcer {
     /// `context_is_admin` (default `role:admin`), or the `admin_roles`
     /// option when set.
     pub fn is_admin(&self, project_id: &str, user_id: &str, roles: &[String]) -> bool {
-        if !self.admin_roles.is_empty() {
-            return roles.iter().any(|r| {
-                self.admin_roles
-                    .iter()
-                    .any(|a| a.to_lowercase() == r.to_lowercase())
-            });
-        }
-        let creds = Credentials {
-            project_id: project_id.to_owned(),
-            user_id: user_id.to_owned(),
-            roles: roles.to_vec(),
-            is_admin: false,
-        };
-        let target = Target::tenant(project_id)
-            .with("project_id", project_id)
-            .with("user_id", user_id);
-        self.check("context_is_admin", &creds, &target)
+        self.decide_is_admin(&Credentials::new(project_id, user_id, roles.to_vec()))
     }
 
     /// Credentials of a request, with `is_admin` decided by
@@ -329,8 +325,24 @@ impl Enforcer {
         roles: Vec<String>,
     ) -> Credentials {
         let mut creds = Credentials::new(project_id, user_id, roles);
-        creds.is_admin = self.is_admin(&creds.project_id, &creds.user_id, &creds.roles);
+        creds.is_admin = self.decide_is_admin(&creds);
         creds
+    }
+
+    /// `is_admin` for `creds` (whose own `is_admin` is ignored by the
+    /// default rule, which only looks at roles).
+    fn decide_is_admin(&self, creds: &Credentials) -> bool {
+        if !self.admin_roles.is_empty() {
+            return creds.roles.iter().any(|r| {
+                self.admin_roles
+                    .iter()
+                    .any(|a| a.eq_ignore_ascii_case(r) || a.to_lowercase() == r.to_lowercase())
+            });
+        }
+        let target = Target::tenant(&creds.project_id)
+            .with("project_id", &creds.project_id)
+            .with("user_id", &creds.user_id);
+        self.check("context_is_admin", creds, &target)
     }
 
     /// Undefined `rule:` references, reference cycles and overrides of
