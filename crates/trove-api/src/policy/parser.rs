@@ -549,6 +549,8 @@ mod tests {
         assert_eq!(Template::parse("100%%").unwrap().to_string(), "100%%");
         assert_eq!(Template::parse("x%(y)d").unwrap_err().0, 1);
         assert_eq!(Template::parse("x%").unwrap_err().0, 1);
+        assert_eq!(Template::parse("a%(b)s%%%(c)d").unwrap_err().0, 8);
+        assert_eq!(Template::parse("%(a)s%(b").unwrap_err().0, 5);
         assert!(Template::parse("%(tenant)s")
             .unwrap()
             .render(|_| None)
