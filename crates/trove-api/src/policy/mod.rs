@@ -20,7 +20,8 @@
 //! [`PolicyDenied`], which carries Trove's 403 fault body.
 //!
 //! Not here: the URL project check and the per-project row filter (they are
-//! not policy in Trove either), and scope types, which Trove does not use.
+//! not policy in Trove either), scope types, which Trove does not use, and
+//! `[oslo_policy] policy_dirs` (extra `policy.d` files), which is not read.
 
 pub mod defaults;
 pub mod engine;
