@@ -119,7 +119,7 @@ opt_group! {
             "Base URL used in version links instead of the request's host (when behind a \
              proxy).";
         host: IpAddr = "0.0.0.0",
-            "Name of this node for RPC servers ('<topic>.<host>' queues) and notifications.";
+            "Name of this node for RPC servers (`<topic>.<host>` queues) and notifications.";
         taskmanager_queue: String = "taskmanager",
             "RPC topic of the taskmanager.";
         conductor_queue: String = "trove-conductor",
@@ -215,6 +215,14 @@ opt_group! {
             "Guest: datastore manager name (set in guest_info.conf).";
         datastore_version: Option<String> = UNSET,
             "Guest: datastore version number (set in guest_info.conf).";
+        tenant_id: Option<String> = UNSET,
+            "Guest: project of the instance (set in guest_info.conf).";
+        replication_strategy: Option<String> = UNSET,
+            "Guest: replication strategy class of the instance (set in guest_info.conf).";
+        ssl_mode: Option<String> = UNSET,
+            "Guest: TLS mode of the instance (set in guest_info.conf).";
+        network_isolation: Option<bool> = UNSET,
+            "Guest: copy of `[network] network_isolation` (set in guest_info.conf).";
         datastore_registry_ext: BTreeMap<String, String> = "",
             "Extra or replacement guest managers, as manager:class pairs.";
         guest_config: String = "/etc/trove/trove-guestagent.conf",
@@ -228,7 +236,7 @@ opt_group! {
         injected_config_group: String = "root",
             "Group of the injected config files.";
         cloudinit_location: String = "/etc/trove/cloudinit",
-            "Directory of '<manager>.cloudinit' user-data snippets.";
+            "Directory of `<manager>.cloudinit` user-data snippets.";
         controller_address: Option<String> = UNSET,
             "Controller address written into the guest (development setups).";
         use_nova_server_config_drive: bool = "false",
@@ -686,11 +694,21 @@ opt_group! {
             "Notification drivers (messaging, messagingv2, log, noop); empty disables \
              notifications.";
         transport_url: Option<Secret> = UNSET,
-            "Transport URL of notifications (default: [DEFAULT] transport_url).";
+            "Transport URL of notifications (default: `[DEFAULT] transport_url`).";
         topics: Vec<String> = "notifications",
             "Topics notifications are sent to.";
         retry: i64 = "-1",
             "Retries of an undeliverable notification (-1 for unlimited).";
+    }
+}
+
+opt_group! {
+    /// `[oslo_middleware]`: HTTP middleware of the API (oslo.middleware options).
+    pub struct OsloMiddlewareOpts("oslo_middleware") {
+        max_request_body_size: i64 = "114688",
+            "Largest accepted request body (bytes).";
+        enable_proxy_headers_parsing: bool = "false",
+            "Trust X-Forwarded-* headers from a proxy in front of the API.";
     }
 }
 
@@ -764,7 +782,7 @@ datastore_group! {
         database_service_uname: String = ["database", "database", "database"],
             "OS user running the database in the guest.";
         database_service_uid: Option<String> = [UNSET, UNSET, UNSET],
-            "UID of the database OS user (default: [DEFAULT] database_service_uid).";
+            "UID of the database OS user (default: `[DEFAULT] database_service_uid`).";
         database_service_gid: Option<String> = [UNSET, UNSET, UNSET],
             "GID of the database OS user (default: the UID).";
         icmp: bool = ["false", "false", "false"],
@@ -851,6 +869,7 @@ config_groups! {
     cache: CacheOpts = "cache" [0];
     oslo_messaging_rabbit: OsloMessagingRabbitOpts = "oslo_messaging_rabbit" [0];
     oslo_messaging_notifications: OsloMessagingNotificationsOpts = "oslo_messaging_notifications" [0];
+    oslo_middleware: OsloMiddlewareOpts = "oslo_middleware" [0];
     oslo_policy: OsloPolicyOpts = "oslo_policy" [0];
     mysql: DatastoreOpts = "mysql" [MYSQL];
     mariadb: DatastoreOpts = "mariadb" [MARIADB];

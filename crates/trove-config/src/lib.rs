@@ -43,7 +43,8 @@ pub use error::{ConfigError, ConfigWarning, WarningKind};
 pub use groups::{
     CacheOpts, Config, DatabaseOpts, DatastoreOpts, DefaultOpts, GuestAgentOpts,
     InstancePortsCacheOpts, KeystoneAuthtokenOpts, NetworkOpts, OsloMessagingNotificationsOpts,
-    OsloMessagingRabbitOpts, OsloPolicyOpts, ServiceCredentialsOpts, UpgradeLevelsOpts,
+    OsloMessagingRabbitOpts, OsloMiddlewareOpts, OsloPolicyOpts, ServiceCredentialsOpts,
+    UpgradeLevelsOpts,
 };
 pub use load::{load, ConfigArgs, ConfigSources, Loaded, DEFAULT_CONFIG_FILE};
 pub use meta::{Dflt, OptMeta};

@@ -476,3 +476,48 @@ fn is_identifier(s: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::meta::{opt_group, UNSET};
+
+    opt_group! {
+        /// A group with a required option.
+        pub struct NeedOpts("need") {
+            needed: i64 = UNSET, "Required: no default and not optional.";
+            optional: Option<i64> = UNSET, "Optional.";
+        }
+    }
+
+    fn build(texts: &[(&str, &str)]) -> Result<NeedOpts, ConfigError> {
+        let schema = Schema::new(vec![("need", NeedOpts::options(0))]);
+        let files: Vec<IniFile> = texts
+            .iter()
+            .map(|(name, text)| IniFile::parse(name, text).unwrap())
+            .collect();
+        let resolver = Resolver {
+            files: &files,
+            schema: &schema,
+        };
+        NeedOpts::build(&resolver, "need")
+    }
+
+    #[test]
+    fn required_options() {
+        let metas = NeedOpts::options(0);
+        assert!(metas[0].required && !metas[1].required);
+        assert_eq!(
+            build(&[("a.conf", "[need]\noptional = 1\n"), ("b.conf", "")])
+                .unwrap_err()
+                .to_string(),
+            "a.conf, b.conf: [need] needed: required option is not set"
+        );
+        assert_eq!(
+            build(&[]).unwrap_err().to_string(),
+            "no config file: [need] needed: required option is not set"
+        );
+        let opts = build(&[("a.conf", "[need]\nneeded = 3\n")]).unwrap();
+        assert_eq!((opts.needed, opts.optional), (3, None));
+    }
+}
