@@ -121,11 +121,11 @@ impl IniFile {
                     return Err(err(lineno, "option outside of any [group] section"));
                 }
                 let mut value = line[split + 1..].trim();
-                if value.len() >= 2
-                    && (value.starts_with('"') || value.starts_with('\''))
+                if (value.starts_with('"') || value.starts_with('\''))
                     && value.ends_with(&value[..1])
                 {
-                    value = &value[1..value.len() - 1];
+                    // As oslo.config: a lone quote character becomes the empty string.
+                    value = value.get(1..value.len() - 1).unwrap_or("");
                 }
                 pending = Some((key.to_string(), vec![value.to_string()], lineno));
             }
@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(v("b"), "two");
         assert_eq!(v("c"), "quoted value ");
         assert_eq!(v("d"), "x");
-        assert_eq!(v("e"), "\"");
+        assert_eq!(v("e"), "");
         assert_eq!(v("f"), "a=b:c");
         assert_eq!(v("g"), "h=i");
     }

@@ -17,6 +17,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Syntax and precedence follow oslo.config: `[group]` sections, `key = value` or
+//! `key: value`, `#`/`;` comments, indented continuation lines, the last assignment winning.
+//! Later `--config-file`s override earlier ones and `--config-dir` files (`*.conf`, sorted by
+//! name) come after all of them. Values may refer to other options as `$option` or
+//! `${group.option}` (write `$$` for a literal `$`, also in passwords). Deprecated option
+//! names still work, with a warning; unknown options and groups are warned about and
+//! ignored; a value of the wrong type stops start-up with a [`ConfigError`] naming the file,
+//! group and option.
+//!
 //! Map of the crate:
 //! * `groups`: the declaration of every group and option (the single source of truth) and
 //!   [`Config`];

@@ -51,6 +51,11 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
+    /// Loads the configuration the flags select: `load(&self.sources())`.
+    pub fn load(&self) -> Result<Loaded, ConfigError> {
+        load(&self.sources())
+    }
+
     /// The files to read: the ones given, or the default file when none is given.
     pub fn sources(&self) -> ConfigSources {
         if self.config_file.is_empty() && self.config_dir.is_empty() {
@@ -185,7 +190,12 @@ fn build(files: Vec<IniFile>) -> Result<Loaded, ConfigError> {
     };
     let config = Config::build(&resolver)?;
     for w in &warnings {
-        tracing::warn!("{w}");
+        tracing::warn!(
+            config.file = %w.file,
+            config.group = %w.group,
+            config.option = w.option.as_deref().unwrap_or(""),
+            "{w}"
+        );
     }
     Ok(Loaded { config, warnings })
 }

@@ -296,3 +296,51 @@ fn interpolation() {
         Some("http://10.1.2.3/identity/v3")
     );
 }
+
+#[test]
+fn guest_agent_config_dir() {
+    // What the taskmanager injects into a guest: read with --config-dir, sorted by name.
+    let tmp = tempfile::tempdir().unwrap();
+    write(
+        &tmp.path().join("guest_info.conf"),
+        "[DEFAULT]\n\
+         guest_id = 5f1c7e3a-0d8e-4a3b-9a43-4d2a0c9d6a11\n\
+         datastore_manager = mariadb\n\
+         datastore_version = 10.11\n\
+         tenant_id = 8d2c9f5e2a2d4a53b1ad0bb1b4b3f1aa\n\
+         datastore_registry_ext = mariadb:trove.guestagent.datastore.mariadb.manager.Manager\n\
+         replication_strategy = trove.guestagent.strategies.replication.mariadb_gtid.MariaDBGTIDReplication\n\
+         network_isolation = True\n\
+         instance_rpc_encr_key = per-instance-key\n",
+    );
+    write(
+        &tmp.path().join("trove-guestagent.conf"),
+        "[DEFAULT]\n\
+         log_dir = /var/log/trove/\n\
+         log_file = trove-guestagent.log\n\
+         transport_url = rabbit://trove:pw@192.168.254.1:5672/\n\
+         control_exchange = trove\n\
+         command_process_timeout = 60\n\
+         [mariadb]\n\
+         docker_image = registry.example.com/mariadb\n\
+         [guest_agent]\n\
+         container_registry = registry.example.com\n",
+    );
+    let loaded = load(&ConfigSources::none().dir(tmp.path())).unwrap();
+    assert_eq!(loaded.warnings, vec![]);
+    let c = loaded.config;
+    assert_eq!(c.default.datastore_manager.as_deref(), Some("mariadb"));
+    assert_eq!(c.default.network_isolation, Some(true));
+    assert_eq!(
+        c.default
+            .instance_rpc_encr_key
+            .as_ref()
+            .map(|k| k.expose_secret()),
+        Some("per-instance-key")
+    );
+    assert_eq!(c.default.command_process_timeout, 60);
+    assert_eq!(
+        c.datastore("mariadb").unwrap().docker_image,
+        "registry.example.com/mariadb"
+    );
+}

@@ -82,3 +82,16 @@ fn uncommenting_a_sample_line_sets_the_option() {
         .iter()
         .any(|w| w.kind == WarningKind::UnknownOption));
 }
+
+#[test]
+fn trove_genconfig_writes_the_sample() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("trove.conf.sample");
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_trove-genconfig"))
+        .arg("--output-file")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), sample_config());
+}
