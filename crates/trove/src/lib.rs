@@ -30,11 +30,13 @@ pub fn init_logging(debug: bool) {
 }
 
 /// Loads the configuration named by the command line. Warnings (unknown or deprecated
-/// options) are logged; an invalid value is an error naming the file, group and option.
+/// options) are printed to standard error, since logging is configured from the loaded
+/// file and so starts after it; an invalid value is an error naming the file, group and
+/// option.
 pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Arc<Config>> {
     let loaded = trove_config::load(&args.sources()).context("loading configuration")?;
     for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
+        eprintln!("warning: {warning}");
     }
     Ok(Arc::new(loaded.config))
 }
