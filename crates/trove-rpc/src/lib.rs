@@ -16,7 +16,7 @@
 //! timeouts) into the constructors.
 
 // pub mod admin;
-// pub mod amqp;
+pub mod amqp;
 // pub mod api;
 pub mod context;
 pub mod error;
@@ -26,6 +26,7 @@ pub mod serializer;
 pub mod server;
 pub mod transport;
 
+pub use amqp::{AmqpOptions, AmqpTransport, TransportUrl};
 pub use context::RpcContext;
 pub use error::{RemoteError, RpcError};
 pub use memory::InMemoryTransport;
