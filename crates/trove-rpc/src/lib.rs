@@ -17,7 +17,7 @@
 
 // pub mod admin;
 pub mod amqp;
-// pub mod api;
+pub mod api;
 pub mod context;
 pub mod error;
 pub mod memory;
