@@ -15,7 +15,7 @@
 //! The crate reads no configuration: services pass plain values (URL, exchange, keys,
 //! timeouts) into the constructors.
 
-// pub mod admin;
+pub mod admin;
 pub mod amqp;
 pub mod api;
 pub mod context;
@@ -26,6 +26,7 @@ pub mod serializer;
 pub mod server;
 pub mod transport;
 
+pub use admin::{BrokerAdmin, GuestBrokerAccess, GuestCredentials};
 pub use amqp::{AmqpOptions, AmqpTransport, TransportUrl};
 pub use context::RpcContext;
 pub use error::{RemoteError, RpcError};

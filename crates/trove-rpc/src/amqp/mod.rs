@@ -140,6 +140,8 @@ struct Live {
     declarer: tokio::sync::Mutex<(Option<Channel>, std::collections::HashSet<String>)>,
     /// Cancelled as soon as anything shows the connection is unusable.
     lost: CancellationToken,
+    /// Why the broker closed the publisher channel, if it did (403 = not permitted).
+    publish_close: CloseInfo,
 }
 
 struct Waiter {
@@ -383,6 +385,7 @@ async fn open_live(
         _reply_channel: rch,
         declarer: tokio::sync::Mutex::new((None, Default::default())),
         lost,
+        publish_close: pinfo,
     });
     Ok((live, rx))
 }
@@ -572,11 +575,23 @@ impl Shared {
                 r = tokio::time::timeout_at(deadline, rx) => match r {
                     Ok(Ok(true)) => return Ok(()),
                     Ok(Ok(false)) => return Err(RpcError::NotAccepted(format!("broker nacked the message to {routing_key}"))),
-                    // Channel closed before the confirm: publish again on the next connection.
-                    Ok(Err(_)) => { live.lost.cancel(); continue; }
+                    // Channel closed before the confirm: publish again on the next
+                    // connection, unless the broker refused the publish itself.
+                    Ok(Err(_)) => {
+                        live.lost.cancel();
+                        if let Some((channel::ACCESS_REFUSED, text)) = live.publish_close.lock().expect("close info lock").clone() {
+                            return Err(RpcError::AccessRefused(format!("publishing to {routing_key}: {text}")));
+                        }
+                        continue;
+                    }
                     Err(_) => return Err(RpcError::Unavailable(format!("no confirm from the broker for the message to {routing_key}"))),
                 },
-                _ = live.lost.cancelled() => continue,
+                _ = live.lost.cancelled() => {
+                    if let Some((channel::ACCESS_REFUSED, text)) = live.publish_close.lock().expect("close info lock").clone() {
+                        return Err(RpcError::AccessRefused(format!("publishing to {routing_key}: {text}")));
+                    }
+                    continue;
+                }
             }
         }
     }

@@ -81,6 +81,32 @@ fn decode(s: &str) -> Result<String, RpcError> {
 }
 
 impl TransportUrl {
+    /// The full URL text including passwords (for a guest's configuration file; use
+    /// `Display` for logs).
+    pub fn to_url_string(&self) -> String {
+        use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+        let e = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| {
+                format!(
+                    "{}:{}@{}:{}",
+                    e(&h.username),
+                    e(&h.password),
+                    bracket(&h.host),
+                    h.port
+                )
+            })
+            .collect();
+        let vhost = if self.virtual_host == "/" {
+            String::new()
+        } else {
+            e(&self.virtual_host)
+        };
+        format!("rabbit://{}/{}", hosts.join(","), vhost)
+    }
+
     /// Parses a `rabbit://` (or `amqp://`) URL. `rabbit://` alone means
     /// `guest:guest@localhost:5672/`.
     pub fn parse(url: &str) -> Result<Self, RpcError> {
@@ -192,6 +218,7 @@ mod tests {
         assert!(!u.to_string().contains("p@ss"));
         assert!(!format!("{u:?}").contains("pw"));
 
+        assert_eq!(TransportUrl::parse(&u.to_url_string()).unwrap(), u);
         assert!(TransportUrl::parse("http://x").is_err());
         assert!(TransportUrl::parse("rabbit://h:notaport/").is_err());
     }
