@@ -1,0 +1,158 @@
+//! Authentication: who is calling, as a pluggable [`Authenticator`].
+//!
+//! The API asks the configured authenticator for an [`AuthContext`] (project, user, roles)
+//! on every `/v1.0` request, before the URL project check and before any handler runs.
+//! Two implementations exist:
+//! - [`NoAuth`] (`auth_strategy = noauth`, the embedded default): trusts the project in the
+//!   URL, takes the user from `X-User-Id` (default `noauth`) and the roles from the
+//!   comma-separated `X-Roles` (default `member`). For local use only.
+//! - `keystone` (`auth_strategy = keystone`): validates `X-Auth-Token` with Keystone v3;
+//!   it plugs in through the same trait.
+//!
+//! What this module does not do: the URL project check (`TenantBasedAuth`), `is_admin`
+//! (decided by the policy rule `context_is_admin`) and policy checks; the request-context
+//! middleware does those with the [`AuthContext`] returned here.
+
+use axum::http::HeaderMap;
+use futures::future::BoxFuture;
+
+
+/// What the API knows about the caller once authenticated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuthContext {
+    /// The token's project id.
+    pub project_id: String,
+    /// The token's user id.
+    pub user_id: String,
+    /// Role names of the token.
+    pub roles: Vec<String>,
+}
+
+/// Why a request could not be authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Missing, invalid or expired credentials: 401 with keystonemiddleware's body.
+    #[error("{message}")]
+    Unauthorized {
+        /// What the client is told.
+        message: String,
+        /// `WWW-Authenticate` header value, e.g. `Keystone uri="http://ks:5000"`.
+        www_authenticate: Option<String>,
+    },
+    /// The identity service could not be reached: 503.
+    #[error("authentication service unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What an authenticator may look at.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    /// The request headers (`X-Auth-Token`, ...).
+    pub headers: &'a HeaderMap,
+    /// The first path segment after `/v1.0`, if any (the URL project).
+    pub url_project: Option<&'a str>,
+}
+
+impl<'a> AuthRequest<'a> {
+    /// The value of a header as text, if present and valid UTF-8.
+    pub fn header(&self, name: &str) -> Option<&'a str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The `X-Auth-Token` header.
+    pub fn token(&self) -> Option<&'a str> {
+        self.header("x-auth-token").filter(|t| !t.is_empty())
+    }
+}
+
+/// Decides who is calling. Implementations are shared by every request
+/// (`Arc<dyn Authenticator>`), so they must be cheap to call concurrently; caching of
+/// token validations belongs inside the implementation.
+pub trait Authenticator: Send + Sync + std::fmt::Debug + 'static {
+    /// Authenticates one request.
+    fn authenticate<'a>(
+        &'a self,
+        request: AuthRequest<'a>,
+    ) -> BoxFuture<'a, Result<AuthContext, AuthError>>;
+}
+
+/// `auth_strategy = noauth`: trusts the URL project; see the module doc.
+#[derive(Debug, Clone, Default)]
+pub struct NoAuth;
+
+impl NoAuth {
+    /// The context `noauth` derives from a request, without any await.
+    pub fn context_of(request: &AuthRequest<'_>) -> Result<AuthContext, AuthError> {
+        let project_id = request
+            .url_project
+            .filter(|p| !p.is_empty())
+            .or_else(|| request.header("x-project-id"))
+            .or_else(|| request.header("x-tenant-id"))
+            .unwrap_or_default()
+            .to_string();
+        let user_id = request
+            .header("x-user-id")
+            .filter(|u| !u.trim().is_empty())
+            .unwrap_or("noauth")
+            .trim()
+            .to_string();
+        let mut roles: Vec<String> = request
+            .header("x-roles")
+            .or_else(|| request.header("x-role"))
+            .map(|r| {
+                r.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if roles.is_empty() {
+            roles.push("member".to_string());
+        }
+        Ok(AuthContext {
+            project_id,
+            user_id,
+            roles,
+        })
+    }
+}
+
+impl Authenticator for NoAuth {
+    fn authenticate<'a>(
+        &'a self,
+        request: AuthRequest<'a>,
+    ) -> BoxFuture<'a, Result<AuthContext, AuthError>> {
+        Box::pin(async move { Self::context_of(&request) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[tokio::test]
+    async fn noauth_defaults_and_headers() {
+        let mut headers = HeaderMap::new();
+        let req = AuthRequest {
+            headers: &headers,
+            url_project: Some("p1"),
+        };
+        let ctx = NoAuth.authenticate(req).await.unwrap();
+        assert_eq!(ctx.project_id, "p1");
+        assert_eq!(ctx.user_id, "noauth");
+        assert_eq!(ctx.roles, vec!["member".to_string()]);
+
+        headers.insert("x-user-id", HeaderValue::from_static("alice"));
+        headers.insert("x-roles", HeaderValue::from_static("admin, reader,"));
+        let req = AuthRequest {
+            headers: &headers,
+            url_project: Some("p2"),
+        };
+        let ctx = NoAuth.authenticate(req).await.unwrap();
+        assert_eq!(ctx.user_id, "alice");
+        assert_eq!(ctx.roles, vec!["admin".to_string(), "reader".to_string()]);
+        assert_eq!(ctx.project_id, "p2");
+    }
+}

@@ -1,0 +1,9 @@
+//! Request handlers, one module per resource. A handler extracts its input, checks
+//! policy, calls the repositories, and renders a view; errors are [`crate::ApiError`]s.
+
+pub mod datastores;
+pub mod flavors;
+pub mod limits;
+pub mod not_implemented;
+pub mod quotas;
+pub mod versions;

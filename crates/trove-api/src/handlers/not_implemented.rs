@@ -1,0 +1,11 @@
+//! Routes of the v1 API whose features are not built yet (backups, configuration groups,
+//! clusters, modules, guest logs, databases, users, root, mgmt): they answer 501
+//! `notImplemented` in Trove's format after authentication, so clients get a clear error
+//! instead of a 404.
+
+use crate::error::ApiError;
+
+/// 501 `notImplemented`.
+pub async fn not_implemented() -> ApiError {
+    ApiError::not_implemented("This operation is not implemented yet.")
+}

@@ -1,0 +1,84 @@
+//! The API's view of the taskmanager: fire-and-forget casts with Trove's method and
+//! argument names (`create_instance`, `delete_instance`, `restart`, `resize_flavor`,
+//! `resize_volume`), behind a small trait so that the RPC transport (trove-rpc's
+//! `TaskManagerApi` over AMQP or in-memory) and test fakes plug in the same way.
+//!
+//! Not here: message encryption, envelopes and topics (the RPC crate's job).
+
+use futures::future::BoxFuture;
+
+/// The request context sent with a cast (oslo.messaging's `_context_*` keys).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CastContext {
+    /// `req-<uuid>` of the API request.
+    pub request_id: String,
+    /// Caller's project.
+    pub project_id: String,
+    /// Caller's user.
+    pub user_id: String,
+    /// Caller's roles.
+    pub roles: Vec<String>,
+    /// Whether the caller is an administrator.
+    pub is_admin: bool,
+}
+
+/// Why a cast could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TaskManagerError {
+    /// The broker cannot be reached (503).
+    #[error("taskmanager unreachable: {0}")]
+    Unavailable(String),
+    /// Any other failure to send (500).
+    #[error("taskmanager cast failed: {0}")]
+    Failed(String),
+}
+
+/// Sends casts to the taskmanager (`Arc<dyn TaskManagerClient>`).
+pub trait TaskManagerClient: Send + Sync + std::fmt::Debug + 'static {
+    /// Casts `method` with keyword arguments `args` (a JSON object); returns once the
+    /// message is handed to the transport.
+    fn cast<'a>(
+        &'a self,
+        context: &'a CastContext,
+        method: &'a str,
+        args: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), TaskManagerError>>;
+}
+
+/// A taskmanager client that records casts in memory, for tests and dry runs.
+#[derive(Debug, Default)]
+pub struct RecordingTaskManager {
+    casts: std::sync::Mutex<Vec<(CastContext, String, serde_json::Value)>>,
+}
+
+impl RecordingTaskManager {
+    /// A recorder with nothing recorded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Every cast so far: (context, method, args).
+    pub fn casts(&self) -> Vec<(CastContext, String, serde_json::Value)> {
+        self.casts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl TaskManagerClient for RecordingTaskManager {
+    fn cast<'a>(
+        &'a self,
+        context: &'a CastContext,
+        method: &'a str,
+        args: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), TaskManagerError>> {
+        Box::pin(async move {
+            self.casts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push((context.clone(), method.to_string(), args));
+            Ok(())
+        })
+    }
+}

@@ -1,0 +1,20 @@
+//! Views: the JSON shapes of Trove's responses, built from repository rows.
+//!
+//! Views hold no business logic and do no I/O: a handler loads rows, decides what the
+//! caller may see (admin-only keys are a parameter), and a view renders them with Trove's
+//! key names, envelopes and timestamp format. Renaming a column cannot silently change
+//! the API because every key is written here.
+
+pub mod datastores;
+pub mod flavors;
+pub mod limits;
+pub mod params;
+pub mod quotas;
+pub mod versions;
+
+use chrono::NaiveDateTime;
+
+/// A database timestamp as Trove renders it: naive UTC `YYYY-MM-DDTHH:MM:SS`.
+pub fn timestamp(t: &NaiveDateTime) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S").to_string()
+}
