@@ -16,6 +16,7 @@
 use axum::http::HeaderMap;
 use futures::future::BoxFuture;
 
+pub mod keystone;
 
 /// What the API knows about the caller once authenticated.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
