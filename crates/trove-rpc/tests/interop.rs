@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,83 +19,6 @@ use tokio::process::Command;
 use trove_rpc::{RpcClient, Target, Transport, Version};
 
 const KEY: &str = "emYjgHFqfXNB1NGehAFIUeoyw4V4XwWHEaKP";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
-fn scripts() -> PathBuf {
-    workspace_root().join("tests/interop")
-}
-
-fn has_oslo(python: &Path) -> bool {
-    std::process::Command::new(python)
-        .args(["-c", "import oslo_messaging, cryptography"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// A Python with oslo.messaging, creating the virtualenv if needed (under a file lock,
-/// so parallel test processes create it once).
-#[allow(
-    clippy::incompatible_msrv,
-    reason = "test-only helper; the toolchain in use has File::lock"
-)]
-pub fn interop_python() -> PathBuf {
-    if let Ok(p) = std::env::var("TROVE_INTEROP_PYTHON") {
-        let p = PathBuf::from(p);
-        assert!(
-            has_oslo(&p),
-            "TROVE_INTEROP_PYTHON={} cannot import oslo_messaging and cryptography",
-            p.display()
-        );
-        return p;
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    std::fs::create_dir_all(&target).unwrap();
-    let venv = target.join("interop-venv");
-    let python = venv.join("bin/python");
-    let lock = std::fs::File::create(target.join("interop-venv.lock")).unwrap();
-    lock.lock().unwrap();
-    if !has_oslo(&python) {
-        let st = std::process::Command::new("python3")
-            .args(["-m", "venv"])
-            .arg(&venv)
-            .status();
-        assert!(
-            st.is_ok_and(|s| s.success()),
-            "python3 -m venv {} failed (install python3-venv)",
-            venv.display()
-        );
-        let out = std::process::Command::new(venv.join("bin/pip"))
-            .args([
-                "install",
-                "--disable-pip-version-check",
-                "-q",
-                "oslo.messaging",
-                "cryptography",
-            ])
-            .output()
-            .expect("run pip");
-        assert!(
-            out.status.success(),
-            "pip install oslo.messaging failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            has_oslo(&python),
-            "the new virtualenv cannot import oslo_messaging"
-        );
-    }
-    python
-}
 
 fn py_args(exchange: &str, topic: &str, key: Option<&str>) -> Vec<String> {
     let mut v = vec![
