@@ -13,6 +13,7 @@
 //! - [`extract`]: JSON body extractors (size limit, malformed JSON).
 //! - [`routes`]: the route table; [`handlers`]: one module per resource; [`views`]: JSON
 //!   shapes.
+//! - [`instances`]: instance status derivation and state gates (pure).
 //! - [`ratelimit`], [`quota`]: per-project rate limits and quota limits.
 //! - [`taskmanager`]: the casts the API sends to the taskmanager, behind a trait.
 //!
@@ -25,6 +26,7 @@ pub mod context;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod instances;
 pub mod middleware;
 pub mod policy;
 pub mod quota;

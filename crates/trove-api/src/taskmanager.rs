@@ -82,3 +82,65 @@ impl TaskManagerClient for RecordingTaskManager {
         })
     }
 }
+
+/// The taskmanager over trove-rpc: casts go through its typed [`TaskManagerApi`]
+/// (topic `taskmanager_queue`, encrypted with `taskmanager_rpc_encr_key` when secure RPC
+/// messaging is on).
+///
+/// [`TaskManagerApi`]: trove_rpc::api::taskmanager::TaskManagerApi
+#[derive(Debug, Clone)]
+pub struct RpcTaskManager {
+    api: trove_rpc::api::taskmanager::TaskManagerApi,
+}
+
+impl RpcTaskManager {
+    /// Wraps a typed taskmanager client.
+    pub fn new(api: trove_rpc::api::taskmanager::TaskManagerApi) -> Self {
+        Self { api }
+    }
+}
+
+/// The RPC context of a cast, with the caller's identity and the request id.
+pub fn rpc_context(c: &CastContext) -> trove_rpc::RpcContext {
+    trove_rpc::RpcContext {
+        user: Some(c.user_id.clone()),
+        project_id: Some(c.project_id.clone()),
+        project: Some(c.project_id.clone()),
+        is_admin: c.is_admin,
+        roles: c.roles.clone(),
+        request_id: Some(c.request_id.clone()),
+        global_request_id: Some(c.request_id.clone()),
+        ..trove_rpc::RpcContext::default()
+    }
+}
+
+impl TaskManagerClient for RpcTaskManager {
+    fn cast<'a>(
+        &'a self,
+        context: &'a CastContext,
+        method: &'a str,
+        args: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), TaskManagerError>> {
+        Box::pin(async move {
+            let serde_json::Value::Object(map) = args else {
+                return Err(TaskManagerError::Failed(format!(
+                    "arguments of {method} are not an object"
+                )));
+            };
+            let request = trove_rpc::api::taskmanager::TaskManagerRequest::decode(method, map)
+                .map_err(|e| TaskManagerError::Failed(e.to_string()))?;
+            self.api
+                .cast(&rpc_context(context), &request)
+                .await
+                .map_err(|e| match e {
+                    trove_rpc::RpcError::Unavailable(_)
+                    | trove_rpc::RpcError::Shutdown
+                    | trove_rpc::RpcError::NotAccepted(_)
+                    | trove_rpc::RpcError::Timeout { .. } => {
+                        TaskManagerError::Unavailable(e.to_string())
+                    }
+                    other => TaskManagerError::Failed(other.to_string()),
+                })
+        })
+    }
+}
