@@ -202,10 +202,19 @@ mod tests {
         assert_eq!(effective_server_status(T::None, None, true), "UNKNOWN");
     }
 
+    /// (task, server status, service status, heartbeat age, expected).
+    type OperatingCase = (
+        TaskStatus,
+        &'static str,
+        Option<ServiceStatus>,
+        Option<i64>,
+        &'static str,
+    );
+
     #[test]
     fn operating_status_table() {
         use ServiceStatus as S;
-        let cases: &[(TaskStatus, &str, Option<ServiceStatus>, Option<i64>, &str)] = &[
+        let cases: &[OperatingCase] = &[
             (T::Building, "BUILD", Some(S::New), Some(0), ""),
             (T::Rebooting, "ACTIVE", Some(S::Healthy), Some(0), ""),
             (T::None, "SHUTDOWN", Some(S::Healthy), Some(0), ""),
