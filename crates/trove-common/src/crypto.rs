@@ -127,6 +127,18 @@ pub fn decrypt_instance_key(
     String::from_utf8(bytes).map_err(|_| CryptoError::Utf8)
 }
 
+/// The `instances.encrypted_key` value for a new instance row, following Trove's rule:
+/// with `enable_secure_rpc_messaging` a fresh key ([`generate_random_key`]) encrypted
+/// with `inst_rpc_key_encr_key`; without it `None` (NULL: the instance talks in clear
+/// forever).
+pub fn new_encrypted_instance_key(
+    enable_secure_rpc_messaging: bool,
+    inst_rpc_key_encr_key: &str,
+) -> Option<String> {
+    enable_secure_rpc_messaging
+        .then(|| encrypt_instance_key(&generate_random_key(), inst_rpc_key_encr_key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +205,14 @@ mod tests {
         let stored = encrypt_instance_key(&k1, INST_ENCR_KEY);
         assert_eq!(stored.len(), 88);
         assert_eq!(decrypt_instance_key(&stored, INST_ENCR_KEY).unwrap(), k1);
+    }
+
+    #[test]
+    fn new_instance_key_follows_enable_secure_rpc_messaging() {
+        assert_eq!(new_encrypted_instance_key(false, INST_ENCR_KEY), None);
+        let stored = new_encrypted_instance_key(true, INST_ENCR_KEY).unwrap();
+        let key = decrypt_instance_key(&stored, INST_ENCR_KEY).unwrap();
+        assert_eq!(key.len(), GENERATED_KEY_LEN);
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! * [`serializer`]: Trove's RPC encryption styles (plain, per-key, guest->conductor);
 //! * [`context`]: the request context carried as `_context_*` keys;
 //! * [`api`]: typed clients `TaskManagerApi`, `GuestApi`, `ConductorApi`;
-//! * [`admin`]: per-guest RabbitMQ users through the management HTTP API.
+//! * [`admin`]: per-guest RabbitMQ users through the management HTTP API;
+//! * [`testing`]: the lock that keeps RabbitMQ tests away from the broker-restart test.
 //!
 //! The crate reads no configuration: services pass plain values (URL, exchange, keys,
 //! timeouts) into the constructors.
@@ -24,6 +25,7 @@ pub mod memory;
 pub mod message;
 pub mod serializer;
 pub mod server;
+pub mod testing;
 pub mod transport;
 
 pub use admin::{BrokerAdmin, GuestBrokerAccess, GuestCredentials};
@@ -33,8 +35,8 @@ pub use error::{RemoteError, RpcError};
 pub use memory::InMemoryTransport;
 pub use message::{Target, Version};
 pub use serializer::{
-    ConductorGuestSerializer, ConductorHostSerializer, InstanceKeyLookup, PlainSerializer,
-    SecureSerializer, Serializer, StaticKeyLookup,
+    CachingKeyLookup, ConductorGuestSerializer, ConductorHostSerializer, InstanceKeyLookup,
+    PlainSerializer, SecureSerializer, Serializer, StaticKeyLookup,
 };
 pub use server::{
     decode_args, encode_result, Dispatcher, MessageHandler, RpcEndpoint, ServerHandle,

@@ -263,6 +263,62 @@ impl InstanceKeyLookup for StaticKeyLookup {
     }
 }
 
+/// Wraps an [`InstanceKeyLookup`] with a cache of the most recently used keys (Trove
+/// keeps the 10 most recent instance keys per process). Misses are not cached, so a key
+/// set later is found.
+pub struct CachingKeyLookup {
+    inner: Arc<dyn InstanceKeyLookup>,
+    capacity: usize,
+    /// Most recently used last.
+    cache: std::sync::Mutex<std::collections::VecDeque<(String, String)>>,
+}
+
+impl CachingKeyLookup {
+    /// Trove's cache size.
+    pub const DEFAULT_CAPACITY: usize = 10;
+
+    /// Caches up to `capacity` keys of `inner`.
+    pub fn new(inner: Arc<dyn InstanceKeyLookup>, capacity: usize) -> Self {
+        Self {
+            inner,
+            capacity: capacity.max(1),
+            cache: Default::default(),
+        }
+    }
+
+    /// Forgets an instance's key (call when the instance is deleted).
+    pub fn forget(&self, instance_id: &str) {
+        self.cache
+            .lock()
+            .expect("key cache lock")
+            .retain(|(id, _)| id != instance_id);
+    }
+}
+
+#[async_trait]
+impl InstanceKeyLookup for CachingKeyLookup {
+    async fn instance_key(&self, instance_id: &str) -> Result<Option<String>, RpcError> {
+        {
+            let mut c = self.cache.lock().expect("key cache lock");
+            if let Some(pos) = c.iter().position(|(id, _)| id == instance_id) {
+                let hit = c.remove(pos).expect("position is valid");
+                let key = hit.1.clone();
+                c.push_back(hit);
+                return Ok(Some(key));
+            }
+        }
+        let found = self.inner.instance_key(instance_id).await?;
+        if let Some(k) = &found {
+            let mut c = self.cache.lock().expect("key cache lock");
+            if c.len() == self.capacity {
+                c.pop_front();
+            }
+            c.push_back((instance_id.to_owned(), k.clone()));
+        }
+        Ok(found)
+    }
+}
+
 /// Trove's `ConductorHostSerializer`: the conductor side of guest->conductor traffic.
 ///
 /// Messages without `csz-instance-id` (unencrypted guests, the taskmanager's clear casts)
@@ -386,6 +442,38 @@ mod tests {
         let s = SecureSerializer::new(None);
         assert_eq!(s.serialize_entity(json!("x")).unwrap(), json!("x"));
         assert_eq!(s.serialize_context(ctx()).unwrap(), ctx());
+    }
+
+    struct Counting(std::sync::atomic::AtomicUsize);
+    #[async_trait]
+    impl InstanceKeyLookup for Counting {
+        async fn instance_key(&self, id: &str) -> Result<Option<String>, RpcError> {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok((id != "none").then(|| format!("key-{id}")))
+        }
+    }
+
+    #[tokio::test]
+    async fn caching_lookup_keeps_recent_keys() {
+        let inner = Arc::new(Counting(Default::default()));
+        let c = CachingKeyLookup::new(inner.clone(), 2);
+        let n = || inner.0.load(std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(c.instance_key("a").await.unwrap().as_deref(), Some("key-a"));
+        c.instance_key("a").await.unwrap();
+        assert_eq!(n(), 1);
+        c.instance_key("b").await.unwrap();
+        c.instance_key("a").await.unwrap(); // a is most recent now
+        c.instance_key("c").await.unwrap(); // evicts b
+        c.instance_key("a").await.unwrap();
+        assert_eq!(n(), 3);
+        c.instance_key("b").await.unwrap();
+        assert_eq!(n(), 4);
+        assert_eq!(c.instance_key("none").await.unwrap(), None);
+        c.instance_key("none").await.unwrap();
+        assert_eq!(n(), 6, "misses are not cached");
+        c.forget("b");
+        c.instance_key("b").await.unwrap();
+        assert_eq!(n(), 7);
     }
 
     #[tokio::test]

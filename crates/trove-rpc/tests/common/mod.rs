@@ -8,7 +8,6 @@
 #![allow(dead_code, reason = "each test binary uses a different subset")]
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,42 +25,21 @@ use trove_rpc::{
 
 /// Holds the broker lock for the life of a test.
 pub struct BrokerLock {
-    _file: File,
-}
-
-fn lock_file() -> File {
-    let path = std::env::temp_dir().join("trove-rpc-rabbitmq-tests.lock");
-    File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .read(true)
-        .open(path)
-        .expect("open lock file")
+    _lock: trove_rpc::testing::BrokerTestLock,
 }
 
 /// Shared lock: any number of RabbitMQ tests at once, never during a broker restart.
-#[allow(
-    clippy::incompatible_msrv,
-    reason = "test-only helper; the toolchain in use has File::lock"
-)]
 pub fn shared_broker_lock() -> BrokerLock {
-    let f = lock_file();
-    f.lock_shared().expect("shared lock");
+    let lock = trove_rpc::testing::broker_lock_shared().expect("shared broker lock");
     ensure_rabbitmq();
-    BrokerLock { _file: f }
+    BrokerLock { _lock: lock }
 }
 
 /// Exclusive lock: for tests that stop and start the broker.
-#[allow(
-    clippy::incompatible_msrv,
-    reason = "test-only helper; the toolchain in use has File::lock"
-)]
 pub fn exclusive_broker_lock() -> BrokerLock {
-    let f = lock_file();
-    f.lock().expect("exclusive lock");
+    let lock = trove_rpc::testing::broker_lock_exclusive().expect("exclusive broker lock");
     ensure_rabbitmq();
-    BrokerLock { _file: f }
+    BrokerLock { _lock: lock }
 }
 
 /// AMQP URL of the test broker (`TROVE_TEST_RABBIT_URL`, default guest on 127.0.0.1).
