@@ -222,4 +222,13 @@ impl Transport for InMemoryTransport {
         }
         Ok(())
     }
+
+    async fn delete_topic_queues(&self, topic: &str, server: Option<&str>) -> Result<(), RpcError> {
+        let mut queues = self.inner.queues.lock().expect("queues lock");
+        queues.remove(topic);
+        if let Some(s) = server {
+            queues.remove(&format!("{topic}.{s}"));
+        }
+        Ok(())
+    }
 }

@@ -47,6 +47,10 @@ pub trait Transport: Send + Sync {
     /// casts sent before that server starts are kept (Trove does this before `prepare`).
     async fn declare_topic_queues(&self, topic: &str, server: Option<&str>)
         -> Result<(), RpcError>;
+
+    /// Deletes the queues of `topic` (and `topic.server`), e.g. a guest's queues when its
+    /// instance is deleted. Missing queues are not an error.
+    async fn delete_topic_queues(&self, topic: &str, server: Option<&str>) -> Result<(), RpcError>;
 }
 
 /// Serializes any value into the `args` object of a request.

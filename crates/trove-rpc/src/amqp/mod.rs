@@ -1,5 +1,10 @@
 //! The RabbitMQ transport, speaking oslo.messaging's wire format (spec §5).
 //!
+//! Client library: `amqprs`, chosen because it is tokio-native (no executor abstraction
+//! layer, unlike lapin 3+/4), small (no TLS or codegen by default), maintained, and has
+//! what this transport needs: publisher confirms, manual acks, per-consumer channels and
+//! connection/channel close callbacks for reconnection.
+//!
 //! Topology, for control exchange `E`, topic `T`, server `S`:
 //! * exchange `E`: `topic`, durable=false, auto_delete=false (declared by publishers and
 //!   servers unless [`AmqpOptions::declare_exchange`] is off, as for restricted guest users);
@@ -925,6 +930,44 @@ impl Transport for AmqpTransport {
             .map(|_| ());
         let _ = ch.close().await;
         r
+    }
+
+    async fn delete_topic_queues(&self, topic: &str, server: Option<&str>) -> Result<(), RpcError> {
+        let live = self
+            .shared
+            .wait_live(Instant::now() + self.shared.opts.publish_timeout)
+            .await?;
+        let info: CloseInfo = Default::default();
+        let ch = live
+            .connection
+            .open_channel(None)
+            .await
+            .map_err(|e| RpcError::Unavailable(format!("opening a channel: {e}")))?;
+        ch.register_callback(ChanCallback {
+            close_info: info.clone(),
+            confirms: None,
+            lost: None,
+        })
+        .await
+        .map_err(|e| RpcError::Unavailable(e.to_string()))?;
+        let mut names = vec![topic.to_owned()];
+        if let Some(s) = server {
+            names.push(format!("{topic}.{s}"));
+        }
+        let mut result = Ok(());
+        for n in &names {
+            if let Err(e) = ch
+                .queue_delete(amqprs::channel::QueueDeleteArguments::new(n))
+                .await
+            {
+                result = Err(map_err(e, &info, &format!("deleting queue {n}")).await);
+                break;
+            }
+        }
+        let _ = ch.close().await;
+        // Forget declarations made on this connection so a later publish re-declares.
+        live.declarer.lock().await.1.retain(|k| !names.contains(k));
+        result
     }
 }
 

@@ -496,6 +496,14 @@ impl GuestApi {
             .map_err(|e| GuestError::Other(RpcError::Serialization(e.to_string())))
     }
 
+    /// Deletes the guest's queues (when its instance is deleted).
+    pub async fn delete_queues(&self) -> Result<(), RpcError> {
+        self.client
+            .transport()
+            .delete_topic_queues(&guest_topic(&self.instance_id), Some(&self.instance_id))
+            .await
+    }
+
     /// `prepare` (cast, after declaring the guest's queues).
     pub async fn prepare(&self, ctx: &RpcContext, args: PrepareArgs) -> Result<(), GuestError> {
         self.send(ctx, GuestRequest::Prepare(Box::new(args)))
