@@ -132,7 +132,7 @@ impl Drop for TestDb {
             Backend::Postgres => format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
             _ => format!("DROP DATABASE IF EXISTS {}", self.name),
         };
-        let db = self.db.clone();
+        let name = self.name.clone();
         // Drop cannot await; run the cleanup on a private runtime in its own thread.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -140,8 +140,21 @@ impl Drop for TestDb {
                 .build()
                 .expect("runtime for test cleanup");
             rt.block_on(async move {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(5), db.close()).await;
                 if let Ok(admin) = Db::connect_with(&base, 1).await {
+                    if let crate::db::Pool::MySql(p) = admin.pool() {
+                        // Connections of the (blocked) test runtime may still hold locks:
+                        // end them so DROP DATABASE does not wait for their metadata locks.
+                        let ids: Vec<(u64,)> = sqlx::query_as(
+                            "SELECT CAST(id AS UNSIGNED) FROM information_schema.processlist WHERE db = ?",
+                        )
+                        .bind(&name)
+                        .fetch_all(p)
+                        .await
+                        .unwrap_or_default();
+                        for (id,) in ids {
+                            let _ = sqlx::query(&format!("KILL CONNECTION {id}")).execute(p).await;
+                        }
+                    }
                     crate::db::with_pool!(admin, p => {
                         if let Err(e) = sqlx::query(&drop_sql).execute(p).await {
                             eprintln!("dropping test database: {e}");

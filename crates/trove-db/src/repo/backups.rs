@@ -1,0 +1,184 @@
+//! `backups`: backup records (soft-deleted). The conductor updates them from guest
+//! reports; the API lists and deletes them.
+
+use chrono::NaiveDateTime;
+
+use crate::db::{utc_now, Db};
+use crate::error::{map_unique, DbError};
+use crate::repo::Page;
+
+/// Backup states that mean "in progress".
+pub const BACKUP_RUNNING_STATES: &[&str] = &["NEW", "BUILDING", "SAVING"];
+
+/// A row of `backups`.
+#[derive(Debug, Clone, PartialEq, Default, sqlx::FromRow)]
+pub struct Backup {
+    /// UUID (also the object name).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Storage location URL.
+    pub location: Option<String>,
+    /// `full` or `incremental`.
+    pub backup_type: Option<String>,
+    /// Size in GB.
+    pub size: Option<f64>,
+    /// Owning project.
+    pub tenant_id: Option<String>,
+    /// NEW, BUILDING, SAVING, COMPLETED, FAILED, RESTORED, DELETE_FAILED.
+    pub state: String,
+    /// Source instance.
+    pub instance_id: Option<String>,
+    /// MD5 hex.
+    pub checksum: Option<String>,
+    /// Unused by Trove.
+    pub backup_timestamp: Option<NaiveDateTime>,
+    /// Soft-deleted.
+    pub deleted: bool,
+    /// Creation time (UTC).
+    pub created: Option<NaiveDateTime>,
+    /// Last update (UTC).
+    pub updated: Option<NaiveDateTime>,
+    /// Deletion time.
+    pub deleted_at: Option<NaiveDateTime>,
+    /// Parent backup of an incremental.
+    pub parent_id: Option<String>,
+    /// Datastore version of the source.
+    pub datastore_version_id: Option<String>,
+    /// `swift` or `cinder`.
+    pub storage_driver: Option<String>,
+}
+
+const COLS: &str = "id, name, description, location, backup_type, size, tenant_id, state, instance_id, checksum, \
+    backup_timestamp, deleted, created, updated, deleted_at, parent_id, datastore_version_id, storage_driver";
+
+macro_rules! bind_backup_fields {
+    ($q:expr, $b:expr) => {
+        $q.bind(&$b.name)
+            .bind(&$b.description)
+            .bind(&$b.location)
+            .bind(&$b.backup_type)
+            .bind($b.size)
+            .bind(&$b.tenant_id)
+            .bind(&$b.state)
+            .bind(&$b.instance_id)
+            .bind(&$b.checksum)
+            .bind($b.backup_timestamp)
+            .bind($b.deleted)
+            .bind($b.created)
+            .bind($b.updated)
+            .bind($b.deleted_at)
+            .bind(&$b.parent_id)
+            .bind(&$b.datastore_version_id)
+            .bind(&$b.storage_driver)
+    };
+}
+
+impl Db {
+    /// Inserts a backup row (timestamps default to now).
+    pub async fn backup_create(&self, backup: &Backup) -> Result<Backup, DbError> {
+        let mut b = backup.clone();
+        let now = utc_now();
+        b.created.get_or_insert(now);
+        b.updated.get_or_insert(now);
+        let sql = self.sql(&format!(
+            "INSERT INTO backups ({COLS}) VALUES ({})",
+            vec!["?"; 18].join(", ")
+        ));
+        with_pool!(self, p => {
+            let q = sqlx::query(&sql).bind(&b.id);
+            bind_backup_fields!(q, b).execute(p).await.map_err(map_unique("backup", &b.id))?;
+        });
+        Ok(b)
+    }
+
+    /// A live backup.
+    pub async fn backup_get(&self, id: &str) -> Result<Backup, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {COLS} FROM backups WHERE id = ? AND deleted = FALSE"
+        ));
+        let r: Option<Backup> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        r.ok_or_else(|| DbError::NotFound {
+            kind: "backup",
+            id: id.to_string(),
+        })
+    }
+
+    /// A project's live backups (optionally of one instance), by id, paged by marker.
+    pub async fn backup_list(
+        &self,
+        tenant_id: &str,
+        instance_id: Option<&str>,
+        limit: usize,
+        marker: Option<&str>,
+    ) -> Result<Page<Backup>, DbError> {
+        let fetch = limit.saturating_add(1).min(i32::MAX as usize) as i32;
+        let filter = if instance_id.is_some() {
+            " AND instance_id = ?"
+        } else {
+            ""
+        };
+        let sql = self.sql(&format!(
+            "SELECT {COLS} FROM backups WHERE tenant_id = ? AND deleted = FALSE AND id > ?{filter} ORDER BY id LIMIT ?"
+        ));
+        let rows: Vec<Backup> = with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql).bind(tenant_id).bind(marker.unwrap_or(""));
+            if let Some(i) = instance_id {
+                q = q.bind(i);
+            }
+            q.bind(fetch).fetch_all(p).await?
+        });
+        Ok(Page::from_rows(rows, limit, |b| b.id.clone()))
+    }
+
+    /// True when a live backup of the instance is NEW, BUILDING or SAVING.
+    pub async fn backup_running_for_instance(&self, instance_id: &str) -> Result<bool, DbError> {
+        let sql = self.sql("SELECT id FROM backups WHERE instance_id = ? AND deleted = FALSE AND state IN ('NEW', 'BUILDING', 'SAVING')");
+        let r: Vec<(String,)> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(instance_id).fetch_all(p).await?);
+        Ok(!r.is_empty())
+    }
+
+    /// Saves every column of a live backup (stamps `updated`).
+    pub async fn backup_save(&self, backup: &Backup) -> Result<Backup, DbError> {
+        let mut b = backup.clone();
+        b.updated = Some(utc_now());
+        let sets: Vec<String> = COLS
+            .split(',')
+            .skip(1)
+            .map(|c| format!("{} = ?", c.trim()))
+            .collect();
+        let sql = self.sql(&format!(
+            "UPDATE backups SET {} WHERE id = ? AND deleted = FALSE",
+            sets.join(", ")
+        ));
+        let n = with_pool!(self, p => {
+            let q = sqlx::query(&sql);
+            bind_backup_fields!(q, b).bind(&b.id).execute(p).await?.rows_affected()
+        });
+        if n == 0 {
+            return Err(DbError::NotFound {
+                kind: "backup",
+                id: b.id,
+            });
+        }
+        Ok(b)
+    }
+
+    /// Soft-deletes a live backup.
+    pub async fn backup_delete(&self, id: &str) -> Result<(), DbError> {
+        let now = utc_now();
+        let sql = self.sql("UPDATE backups SET deleted = TRUE, deleted_at = ?, updated = ? WHERE id = ? AND deleted = FALSE");
+        let n = with_pool!(self, p => sqlx::query(&sql).bind(now).bind(now).bind(id).execute(p).await?.rows_affected());
+        if n == 0 {
+            return Err(DbError::NotFound {
+                kind: "backup",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
