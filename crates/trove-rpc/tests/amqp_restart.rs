@@ -54,6 +54,17 @@ async fn broker_restart_during_traffic() {
     let d = TestDispatcher::named("s");
     let h = serve(&st, Target::server(&topic, "s"), d.clone(), None).await;
     let c = client(&ct, &topic, None);
+    // A client that waits at most one second for the broker when publishing.
+    let mut quick_opts = trove_rpc::AmqpOptions::with_exchange(&exchange);
+    quick_opts.publish_timeout = Duration::from_secs(1);
+    let quick_t = trove_rpc::AmqpTransport::connect_url(&rabbit_url(), quick_opts)
+        .await
+        .unwrap();
+    let quick = client(
+        &(Arc::new(quick_t.clone()) as Arc<dyn Transport>),
+        &topic,
+        None,
+    );
     assert_eq!(
         c.call(
             &ctx(),
@@ -110,6 +121,19 @@ async fn broker_restart_during_traffic() {
         eventually(10, || !client_t.is_connected()).await,
         "client noticed the outage"
     );
+    // While the broker is down, a cast waits at most its publish timeout, then fails clearly.
+    let start = Instant::now();
+    let err = quick
+        .cast(&ctx(), "record", args(json!({"n": -1})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, trove_rpc::RpcError::Unavailable(_)), "{err}");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "bounded wait: {:?}",
+        start.elapsed()
+    );
+    eprintln!("cast during the outage: {err}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     rabbitmqctl(&["start_app"]);
     drop(guard);
@@ -189,5 +213,6 @@ async fn broker_restart_during_traffic() {
     h.stop().await;
     server_t.shutdown().await;
     client_t.shutdown().await;
+    quick_t.shutdown().await;
     cleanup(&exchange, &[topic.clone(), format!("{topic}.s")]).await;
 }
