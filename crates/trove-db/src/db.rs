@@ -64,9 +64,18 @@ pub(crate) use with_pool;
 /// Handle on the control database: a connection pool plus the backend it speaks.
 ///
 /// Cheap to clone (an `Arc`); share one per process.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("backend", &self.inner.backend)
+            .field("url", &self.inner.redacted_url)
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -89,11 +98,7 @@ pub(crate) enum Target {
 /// Masks the password of a URL (`user:***@host`) so it can be logged.
 pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://") {
-        let (auth_end, _) = rest
-            .char_indices()
-            .find(|(_, c)| *c == '/' || *c == '?')
-            .map(|(i, c)| (i, c))
-            .unwrap_or((rest.len(), ' '));
+        let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
         let authority = &rest[..auth_end];
         if let Some(at) = authority.rfind('@') {
             let userinfo = &authority[..at];

@@ -149,7 +149,8 @@ impl Db {
     /// Brings the schema to the newest version (`trove-manage db_sync`).
     ///
     /// Idempotent; safe when several processes call it at once. Returns the versions it
-    /// applied (empty when the schema was already current).
+    /// applied (empty when the schema was already current). A schema created by Python
+    /// Trove at alembic head is adopted: version 1 is recorded without running it.
     ///
     /// On error the failing migration has been undone: the schema and the recorded version
     /// are those of the last migration that succeeded.
@@ -177,6 +178,36 @@ impl Db {
             let result: Result<(), DbError> = async {
                 sqlx::query(&version_table_sql(b)).execute(&mut *conn).await?;
                 for m in &wanted {
+                    if m.version == 1 {
+                        // A schema created by Python Trove: adopt it when it is at the alembic
+                        // revision our version 1 corresponds to, refuse otherwise.
+                        let done: Option<(i32,)> = sqlx::query_as(&self.sql("SELECT version FROM trove_schema_version WHERE version = ?"))
+                            .bind(1i32)
+                            .fetch_optional(&mut *conn)
+                            .await?;
+                        if done.is_none() {
+                            if let Ok(revs) = sqlx::query_as::<_, (String,)>("SELECT version_num FROM alembic_version")
+                                .fetch_all(&mut *conn)
+                                .await
+                            {
+                                if revs.iter().any(|r| r.0 == ALEMBIC_HEAD) {
+                                    sqlx::query(&self.sql("INSERT INTO trove_schema_version (version, name, applied_at) VALUES (?, ?, ?)"))
+                                        .bind(1i32)
+                                        .bind(m.name)
+                                        .bind(utc_now())
+                                        .execute(&mut *conn)
+                                        .await?;
+                                    tracing::info!(alembic.revision = ALEMBIC_HEAD, "adopted schema created by Trove");
+                                    applied.push(1);
+                                    continue;
+                                }
+                                let found: Vec<String> = revs.into_iter().map(|r| r.0).collect();
+                                return Err(DbError::Invalid(format!(
+                                    "the database has Trove alembic revision(s) {found:?}; upgrade it with Trove to {ALEMBIC_HEAD} first"
+                                )));
+                            }
+                        }
+                    }
                     let check = self.sql("SELECT version FROM trove_schema_version WHERE version = ?");
                     let record = self.sql(
                         "INSERT INTO trove_schema_version (version, name, applied_at) VALUES (?, ?, ?)",

@@ -122,6 +122,15 @@ impl TestDb {
     }
 }
 
+/// Runs one SQL statement (written for the backend at hand) and panics on error; for tests
+/// that need to set up states the repositories never produce.
+pub async fn execute(db: &Db, sql: &str) {
+    let sql = crate::db::rewrite_sql(db.backend(), sql).into_owned();
+    crate::db::with_pool!(db, p => {
+        sqlx::query(&sql).execute(p).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    });
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if self.backend == Backend::Sqlite {

@@ -150,3 +150,77 @@ async fn recreate_drops_and_rebuilds() {
         assert!(db.datastore_list().await.unwrap().is_empty(), "{b}");
     }
 }
+
+#[tokio::test]
+async fn adopts_schema_created_by_trove() {
+    for b in backends() {
+        let t = TestDb::new(b).await;
+        let db = t.db();
+        db.datastore_update("mysql", None).await.unwrap();
+        // Simulate Trove's own tables at alembic head with no record of ours.
+        trove_db::testing::execute(db, "DELETE FROM trove_schema_version WHERE version = 1").await;
+        assert_eq!(db.migrate().await.unwrap(), [1], "{b}");
+        assert_eq!(db.schema_version().await.unwrap(), Some(newest()));
+        assert_eq!(db.datastore_list().await.unwrap().len(), 1);
+        // An older Trove revision is refused with a clear message.
+        trove_db::testing::execute(db, "DELETE FROM trove_schema_version WHERE version = 1").await;
+        trove_db::testing::execute(
+            db,
+            "UPDATE alembic_version SET version_num = '7ee6154548a6'",
+        )
+        .await;
+        let e = db.migrate().await.unwrap_err().to_string();
+        assert!(e.contains("7ee6154548a6"), "{b}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn operator_url_forms_connect() {
+    for b in backends() {
+        let t = TestDb::new(b).await;
+        t.db().datastore_update("mysql", None).await.unwrap();
+        let forms: Vec<String> = match b {
+            Backend::MySql => {
+                let rest = t.url().split_once("://").unwrap().1.to_string();
+                vec![
+                    format!("mysql+pymysql://{rest}?charset=utf8"),
+                    format!("mysql://{rest}"),
+                    format!("mysql+mysqldb://{rest}"),
+                ]
+            }
+            Backend::Postgres => {
+                let rest = t.url().split_once("://").unwrap().1.to_string();
+                vec![
+                    format!("postgresql+psycopg2://{rest}"),
+                    format!("postgres://{rest}"),
+                    format!("postgresql://{rest}"),
+                ]
+            }
+            Backend::Sqlite => {
+                let path = t.url().trim_start_matches("sqlite:///").to_string();
+                vec![format!("sqlite:///{path}")]
+            }
+        };
+        for url in forms {
+            let db = Db::connect(&url)
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e}"));
+            assert_eq!(db.backend(), b);
+            assert_eq!(db.datastore_list().await.unwrap().len(), 1, "{url}");
+            db.close().await;
+        }
+    }
+    // In-memory SQLite keeps its data across calls (one shared connection).
+    let db = Db::connect("sqlite://").await.unwrap();
+    db.migrate().await.unwrap();
+    db.datastore_update("mysql", None).await.unwrap();
+    assert_eq!(db.datastore_list().await.unwrap().len(), 1);
+    // A wrong password is reported without the password.
+    if backends().contains(&Backend::Postgres) {
+        let e = Db::connect("postgresql://nosuchuser:hunter2@127.0.0.1:5432/x")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}
