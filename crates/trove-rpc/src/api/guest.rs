@@ -3,7 +3,7 @@
 //! `agent_replication_snapshot_timeout`, per-instance key.
 //!
 //! Client-side error mapping is Trove's: a remote exception becomes
-//! [`GuestError::Remote`] ("An error occurred communicating with the guest: <message>."),
+//! [`GuestError::Remote`] ("An error occurred communicating with the guest: `<message>`."),
 //! a reply timeout [`GuestError::Timeout`] ("Timeout trying to connect to the Guest Agent."),
 //! anything else [`GuestError::Other`].
 
