@@ -14,6 +14,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use futures::FutureExt as _;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
@@ -234,7 +235,11 @@ impl ServerRuntime {
         let topic = self.target.to_string();
         self.tracker.spawn(async move {
             let method = msg.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let outcome = handler.handle(msg).await;
+            // A panicking handler must not leave the caller waiting for its timeout.
+            let outcome = std::panic::AssertUnwindSafe(handler.handle(msg)).catch_unwind().await.unwrap_or_else(|_| {
+                tracing::error!(topic = %topic, rpc.method = %method, "RPC handler panicked");
+                Err(RemoteError::new("RuntimeError", "builtins", format!("the server failed while handling {method}")))
+            });
             drop(permit);
             match (msg_id, reply_q) {
                 (Some(id), Some(q)) => reply(q, build_reply(&id, &outcome)).await,

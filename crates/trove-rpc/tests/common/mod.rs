@@ -180,6 +180,7 @@ impl Dispatcher for TestDispatcher {
                 "NotFound",
                 "Resource thing cannot be found.",
             )),
+            "panic" => panic!("handler bug"),
             _ => Err(RemoteError::no_such_method(method)),
         }
     }
@@ -323,6 +324,15 @@ pub async fn contract_remote_errors(t: Arc<dyn Transport>) -> Vec<String> {
         ("NotFound", "trove.common.exception")
     );
     assert_eq!(r.message, "Resource thing cannot be found.");
+    let e = c
+        .call(&ctx(), "panic", Map::new(), Duration::from_secs(10))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.remote().map(|r| r.class.as_str()),
+        Some("RuntimeError"),
+        "{e}"
+    );
     h.stop().await;
     vec![topic]
 }
