@@ -9,7 +9,7 @@
 #[non_exhaustive]
 pub enum DbError {
     /// No live row of `kind` has that id (or name).
-    #[error("{kind} '{id}' cannot be found.")]
+    #[error("{} '{id}' cannot be found.", capitalize(kind))]
     NotFound {
         /// What was looked up, e.g. `datastore`, `instance`.
         kind: &'static str,
@@ -17,7 +17,7 @@ pub enum DbError {
         id: String,
     },
     /// A row with the same unique key already exists.
-    #[error("{kind} '{id}' already exists.")]
+    #[error("{} '{id}' already exists.", capitalize(kind))]
     AlreadyExists {
         /// What was being created.
         kind: &'static str,
@@ -117,6 +117,15 @@ pub(crate) fn map_unique<'a>(
     }
 }
 
+/// `datastore version` -> `Datastore version`, as Trove's messages start.
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
+}
+
 /// Python's repr of a list of strings: `['instances', 'ram']`, as Trove's messages show it.
 pub fn python_list(items: &[String]) -> String {
     let inner: Vec<String> = items.iter().map(|s| format!("'{s}'")).collect();
@@ -126,6 +135,15 @@ pub fn python_list(items: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn not_found_message_matches_trove() {
+        let e = DbError::NotFound {
+            kind: "datastore version",
+            id: "5.7".into(),
+        };
+        assert_eq!(e.to_string(), "Datastore version '5.7' cannot be found.");
+    }
 
     #[test]
     fn quota_message_matches_trove() {

@@ -424,6 +424,16 @@ async fn instances_statuses_and_faults() {
             Some(ServiceStatus::Upgrading)
         );
         db.service_status_touch("id-03").await.unwrap();
+        db.service_status_create("id-01", ServiceStatus::Running)
+            .await
+            .unwrap();
+        let many = db
+            .service_statuses_for(&["id-01".into(), "id-03".into(), "id-99".into()])
+            .await
+            .unwrap();
+        assert_eq!(many.len(), 2, "{b}");
+        assert_eq!(many["id-01"].status(), Some(ServiceStatus::Running));
+        assert!(db.service_statuses_for(&[]).await.unwrap().is_empty());
         assert!(db
             .service_status_update("nope", ServiceStatus::Healthy)
             .await

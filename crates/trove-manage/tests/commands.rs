@@ -414,7 +414,7 @@ async fn bad_input_fails_and_writes_nothing() {
                     "",
                     "1",
                 ],
-                "datastore 'nosuch' cannot be found",
+                "Datastore 'nosuch' cannot be found",
             ),
             (
                 vec![
@@ -447,11 +447,11 @@ async fn bad_input_fails_and_writes_nothing() {
                     "5.7.29",
                     &good,
                 ],
-                "datastore 'nosuch' cannot be found",
+                "Datastore 'nosuch' cannot be found",
             ),
             (
                 vec!["db_load_datastore_config_parameters", "mysql", "1.0", &good],
-                "datastore version '1.0' cannot be found",
+                "Datastore version '1.0' cannot be found",
             ),
             (
                 vec![
@@ -513,11 +513,11 @@ async fn bad_input_fails_and_writes_nothing() {
             ),
             (
                 vec!["datastore_version_flavor_add", "mysql", "5.7.29", "f2,f1"],
-                "flavor association 'f1' already exists",
+                "Flavor association 'f1' already exists",
             ),
             (
                 vec!["datastore_version_flavor_delete", "mysql", "5.7.29", "f9"],
-                "flavor association 'f9' cannot be found",
+                "Flavor association 'f9' cannot be found",
             ),
             (
                 vec![
@@ -526,15 +526,15 @@ async fn bad_input_fails_and_writes_nothing() {
                     "5.7.29",
                     "ssd",
                 ],
-                "volume type association 'ssd' cannot be found",
+                "Volume type association 'ssd' cannot be found",
             ),
             (
                 vec!["flavor_create", "small", "1024", "1", "5"],
-                "flavor 'small' already exists",
+                "Flavor 'small' already exists",
             ),
             (
                 vec!["flavor_create", "other", "1024", "1", "5", "--id", "f1"],
-                "flavor 'f1' already exists",
+                "Flavor 'f1' already exists",
             ),
             (
                 vec!["flavor_create", "tiny", "0", "1", "5"],
@@ -546,7 +546,7 @@ async fn bad_input_fails_and_writes_nothing() {
             ),
             (
                 vec!["flavor_delete", "nope"],
-                "flavor 'nope' cannot be found",
+                "Flavor 'nope' cannot be found",
             ),
             (
                 vec!["db_downgrade", "48"],

@@ -68,6 +68,31 @@ impl Db {
         })
     }
 
+    /// Status rows of several instances at once (list views), keyed by instance id.
+    pub async fn service_statuses_for(
+        &self,
+        instance_ids: &[String],
+    ) -> Result<std::collections::HashMap<String, ServiceStatusRow>, DbError> {
+        let mut out = std::collections::HashMap::new();
+        for chunk in instance_ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = self.sql(&format!(
+                "SELECT {COLS} FROM service_statuses WHERE instance_id IN ({marks})"
+            ));
+            let rows: Vec<ServiceStatusRow> = with_pool!(self, p => {
+                let mut q = sqlx::query_as(&sql);
+                for id in chunk {
+                    q = q.bind(id);
+                }
+                q.fetch_all(p).await?
+            });
+            for r in rows {
+                out.insert(r.instance_id.clone(), r);
+            }
+        }
+        Ok(out)
+    }
+
     /// Sets status and description and stamps `updated_at` with now.
     pub async fn service_status_update(
         &self,
