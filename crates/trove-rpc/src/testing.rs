@@ -29,10 +29,6 @@ fn open() -> std::io::Result<File> {
 }
 
 /// Shared lock: any number of RabbitMQ tests at once, never during a broker restart.
-#[allow(
-    clippy::incompatible_msrv,
-    reason = "File::lock_shared is in the toolchain in use; only tests call this"
-)]
 pub fn broker_lock_shared() -> std::io::Result<BrokerTestLock> {
     let f = open()?;
     f.lock_shared()?;
@@ -40,10 +36,6 @@ pub fn broker_lock_shared() -> std::io::Result<BrokerTestLock> {
 }
 
 /// Exclusive lock: for a test that stops or restarts the broker.
-#[allow(
-    clippy::incompatible_msrv,
-    reason = "File::lock is in the toolchain in use; only tests call this"
-)]
 pub fn broker_lock_exclusive() -> std::io::Result<BrokerTestLock> {
     let f = open()?;
     f.lock()?;

@@ -522,10 +522,6 @@ pub fn has_oslo(python: &Path) -> bool {
 
 /// A Python with oslo.messaging, creating the virtualenv if needed (under a file lock,
 /// so parallel test processes create it once).
-#[allow(
-    clippy::incompatible_msrv,
-    reason = "test-only helper; the toolchain in use has File::lock"
-)]
 pub fn interop_python() -> PathBuf {
     if let Ok(p) = std::env::var("TROVE_INTEROP_PYTHON") {
         let p = PathBuf::from(p);
