@@ -3,7 +3,7 @@
 //! [`Db::connect`] takes the `[database] connection` URL as operators write it for oslo.db /
 //! SQLAlchemy (`sqlite://`, `mysql+pymysql://...`, `postgresql+psycopg2://...`) and builds
 //! a pool for the matching sqlx driver. Repositories write SQL once with `?` placeholders
-//! and backtick-quoted identifiers; [`Db::sql`] rewrites that text for PostgreSQL (`$1..`
+//! and backtick-quoted identifiers; [`rewrite_sql`] rewrites that text for PostgreSQL (`$1..`
 //! and double quotes), and the `with_pool!` macro runs the same body against whichever
 //! concrete pool is behind the `Db`. This keeps one copy of every query without going
 //! through sqlx's `Any` driver (which lacks chrono support).
@@ -279,6 +279,14 @@ impl Db {
     /// The connection URL with its password masked.
     pub fn redacted_url(&self) -> &str {
         &self.inner.redacted_url
+    }
+
+    /// Checks that the database answers (`SELECT 1`), for health checks.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        with_pool!(self, p => {
+            sqlx::query("SELECT 1").execute(p).await?;
+        });
+        Ok(())
     }
 
     /// Closes every pooled connection (waits for checked-out ones to come back).

@@ -76,6 +76,21 @@ impl DbError {
         }
     }
 
+    /// True when the database could not be reached (pool timeout or closed, I/O, TLS):
+    /// the API answers 503 for these.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(
+            self,
+            DbError::Backend(
+                sqlx::Error::PoolTimedOut
+                    | sqlx::Error::PoolClosed
+                    | sqlx::Error::Io(_)
+                    | sqlx::Error::Tls(_)
+                    | sqlx::Error::WorkerCrashed
+            )
+        )
+    }
+
     /// True for transient lock errors worth retrying (deadlock, serialization failure, busy).
     pub fn is_retryable(&self) -> bool {
         match self {

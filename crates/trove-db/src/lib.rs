@@ -4,7 +4,7 @@
 //! Map of the crate:
 //! * [`db`]: [`Db`], connecting from an oslo.db URL, one SQL text for all backends.
 //! * [`migrate`]: ordered migrations and the runner behind `trove-manage db_sync`.
-//! * [`schema`](crate::schema) (private): the tables, described once and rendered per backend.
+//! * `schema` (private): the tables, described once and rendered per backend.
 //! * [`status`]: task and service status codes as Trove stores them.
 //! * [`repo`]: repositories (async methods on [`Db`]) and their row types.
 //! * [`testing`]: [`testing::TestDb`], a fresh migrated database per test on any backend.

@@ -212,6 +212,7 @@ async fn operator_url_forms_connect() {
     }
     // In-memory SQLite keeps its data across calls (one shared connection).
     let db = Db::connect("sqlite://").await.unwrap();
+    db.ping().await.unwrap();
     db.migrate().await.unwrap();
     db.datastore_update("mysql", None).await.unwrap();
     assert_eq!(db.datastore_list().await.unwrap().len(), 1);
