@@ -26,6 +26,13 @@ use crate::middleware::RequestId;
 use crate::policy::{Credentials, Target};
 use crate::taskmanager::CastContext;
 
+/// Characters escaped in a query value (everything but RFC 3986 unreserved ones).
+const QUERY_VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
 /// The URL version prefix of the API.
 pub const URL_VERSION: &str = "v1.0";
 
@@ -111,8 +118,7 @@ impl RequestContext {
             .map(str::to_string)
             .collect();
         let encoded: String =
-            percent_encoding::utf8_percent_encode(marker, percent_encoding::NON_ALPHANUMERIC)
-                .to_string();
+            percent_encoding::utf8_percent_encode(marker, QUERY_VALUE).to_string();
         pairs.push(format!("marker={encoded}"));
         format!("https://{}{}?{}", self.host, path, pairs.join("&"))
     }

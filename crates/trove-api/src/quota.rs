@@ -1,30 +1,44 @@
-//! Trove's quota resources and their limits as the API shows them (api.md §14).
-//!
-//! Limits are the `max_*_per_tenant` defaults of trove.conf. Per-project overrides, usage
-//! and reservations live in trove-db's quota tables; until that repository is available
-//! here, usage reads as 0 and updates are refused with 501.
+//! Trove's quota resources and their limits as the API shows them (api.md §14), over
+//! trove-db's quota engine (per-project overrides of the `max_*_per_tenant` defaults,
+//! usage and reservations).
 
 use trove_config::Config;
+use trove_db::{Db, QuotaDefaults, QuotaUsage};
+
+use crate::error::ApiResult;
 
 /// The quota resources, in Trove's display order.
 pub const RESOURCES: [&str; 4] = ["instances", "ram", "backups", "volumes"];
 
-/// The default limit of `resource` (`None` for unknown names).
-pub fn default_limit(cfg: &Config, resource: &str) -> Option<i64> {
+/// The defaults of trove.conf, for the quota engine.
+pub fn defaults(cfg: &Config) -> QuotaDefaults {
     let d = &cfg.default;
-    match resource {
-        "instances" => Some(d.max_instances_per_tenant),
-        "ram" => Some(d.max_ram_per_tenant),
-        "backups" => Some(d.max_backups_per_tenant),
-        "volumes" => Some(d.max_volumes_per_tenant),
-        _ => None,
+    let c = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+    QuotaDefaults {
+        instances: c(d.max_instances_per_tenant),
+        ram: c(d.max_ram_per_tenant),
+        backups: c(d.max_backups_per_tenant),
+        volumes: c(d.max_volumes_per_tenant),
     }
 }
 
-/// `(resource, limit)` of every resource for a project.
-pub fn limits(cfg: &Config, _project: &str) -> Vec<(String, i64)> {
-    RESOURCES
-        .iter()
-        .map(|r| (r.to_string(), default_limit(cfg, r).unwrap_or(-1)))
-        .collect()
+/// Usage and limit of every resource of a project, in display order.
+pub async fn usages(db: &Db, cfg: &Config, project: &str) -> ApiResult<Vec<QuotaUsage>> {
+    let mut all = db.quota_usages(project, &defaults(cfg)).await?;
+    all.sort_by_key(|u| {
+        RESOURCES
+            .iter()
+            .position(|r| *r == u.resource)
+            .unwrap_or(99)
+    });
+    Ok(all)
+}
+
+/// `(resource, limit)` of every resource of a project, in display order.
+pub async fn limits(db: &Db, cfg: &Config, project: &str) -> ApiResult<Vec<(String, i64)>> {
+    Ok(usages(db, cfg, project)
+        .await?
+        .into_iter()
+        .map(|u| (u.resource, i64::from(u.limit)))
+        .collect())
 }

@@ -7,7 +7,7 @@ use axum::Router;
 use crate::app::AppState;
 use crate::handlers::datastores::{associations, params, show as datastores, versions};
 use crate::handlers::not_implemented::not_implemented as ni;
-use crate::handlers::{flavors, limits, quotas, versions as api_versions};
+use crate::handlers::{flavors, instances, limits, quotas, versions as api_versions};
 use crate::middleware;
 
 fn v1(path: &str) -> String {
@@ -18,10 +18,22 @@ fn v1(path: &str) -> String {
 fn v1_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         // Instances (api.md §4, §5).
-        ("/instances", get(ni).post(ni)),
-        ("/instances/detail", get(ni)),
-        ("/instances/{id}", get(ni).put(ni).patch(ni).delete(ni)),
-        ("/instances/{id}/action", axum::routing::post(ni)),
+        (
+            "/instances",
+            get(instances::list::list).post(instances::create::create),
+        ),
+        ("/instances/detail", get(instances::list::detail)),
+        (
+            "/instances/{id}",
+            get(instances::show::show)
+                .put(instances::update::put)
+                .patch(instances::update::patch)
+                .delete(instances::delete::delete),
+        ),
+        (
+            "/instances/{id}/action",
+            axum::routing::post(instances::action::action),
+        ),
         ("/instances/{id}/backups", get(ni)),
         ("/instances/{id}/configuration", get(ni)),
         ("/instances/{id}/log", get(ni).post(ni)),

@@ -127,12 +127,6 @@ mod tests {
                 "badRequest",
                 "Multiple datastore versions found for '10', use an UUID or specify both the name and version number to be more specific.",
             ),
-            (
-                DbError::AlreadyExists { kind: "flavor", id: "m1".into() }.into(),
-                400,
-                "badRequest",
-                "flavor 'm1' already exists.",
-            ),
             (DbError::Invalid("bad value".into()).into(), 400, "badRequest", "bad value"),
             (
                 DbError::QuotaExceeded { resources: vec!["instances".into()] }.into(),
@@ -192,6 +186,13 @@ mod tests {
             (ApiError::unprocessable("busy"), 422, "unprocessableEntity", "busy"),
             (ApiError::not_implemented("later"), 501, "notImplemented", "later"),
         ];
+        let exists = DbError::AlreadyExists {
+            kind: "flavor",
+            id: "m1".into(),
+        };
+        let exists_message = exists.to_string();
+        let (s, v) = body(exists.into()).await;
+        assert_eq!((s, msg(&v, "badRequest")), (400, exists_message));
         for (err, status, key, message) in cases {
             let (s, v) = body(err).await;
             assert_eq!(s, status, "{v}");

@@ -12,7 +12,7 @@ use crate::{quota, views};
 /// Shows the caller's limits.
 pub async fn index(State(state): State<AppState>, ctx: RequestContext) -> ApiResult<Json<Value>> {
     ctx.authorize(&state, "limits:index", ctx.project_id())?;
-    let absolute = quota::limits(state.config(), ctx.project_id());
+    let absolute = quota::limits(state.db(), state.config(), ctx.project_id()).await?;
     let rates = state.limiter().states(ctx.project_id());
     Ok(Json(views::limits::limits(&absolute, &rates)))
 }

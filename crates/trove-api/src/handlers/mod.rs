@@ -3,6 +3,7 @@
 
 pub mod datastores;
 pub mod flavors;
+pub mod instances;
 pub mod limits;
 pub mod not_implemented;
 pub mod quotas;

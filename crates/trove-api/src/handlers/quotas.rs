@@ -24,13 +24,14 @@ pub async fn show(
             ctx.project_id()
         )));
     }
-    let lines: Vec<QuotaLine> = quota::limits(state.config(), &target)
+    let lines: Vec<QuotaLine> = quota::usages(state.db(), state.config(), &target)
+        .await?
         .into_iter()
-        .map(|(resource, limit)| QuotaLine {
-            resource,
-            in_use: 0,
-            reserved: 0,
-            limit,
+        .map(|u| QuotaLine {
+            resource: u.resource,
+            in_use: i64::from(u.in_use),
+            reserved: i64::from(u.reserved),
+            limit: i64::from(u.limit),
         })
         .collect();
     Ok(Json(views::quotas::show(&lines)))
@@ -81,14 +82,17 @@ pub fn parse_update(body: Option<&Value>) -> Result<Vec<(String, i64)>, ApiError
 
 /// Updates a project's quota limits (admins only: 401 otherwise).
 pub async fn update(
-    State(_state): State<AppState>,
+    State(state): State<AppState>,
     ctx: RequestContext,
-    Path((_project, _target)): Path<(String, String)>,
+    Path((_project, target)): Path<(String, String)>,
     OptionalJsonBody(body): OptionalJsonBody,
 ) -> ApiResult<Json<Value>> {
     ctx.require_admin()?;
-    let _changes = parse_update(body.as_ref())?;
-    Err(ApiError::not_implemented(
-        "Quota updates are not available yet: the quota store is not configured.",
-    ))
+    let changes = parse_update(body.as_ref())?;
+    for (resource, limit) in &changes {
+        let limit = i32::try_from(*limit).unwrap_or(i32::MAX);
+        state.db().quota_set_limit(&target, resource, limit).await?;
+    }
+    tracing::info!(quota.project = %target, "quota limits updated");
+    Ok(Json(views::quotas::updated(&changes)))
 }

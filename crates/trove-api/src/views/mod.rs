@@ -7,6 +7,7 @@
 
 pub mod datastores;
 pub mod flavors;
+pub mod instances;
 pub mod limits;
 pub mod params;
 pub mod quotas;

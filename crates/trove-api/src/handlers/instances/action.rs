@@ -1,0 +1,175 @@
+//! `POST /instances/{id}/action` (api.md §5): restart, resize (flavor or volume) and
+//! reset_status; the replication actions answer 501 until replicas exist. 202, empty.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::json;
+use trove_db::{DbError, ServiceStatus, TaskStatus};
+
+use super::{cast, flavor_dict, load_visible, quota_defaults, states, States};
+use crate::app::AppState;
+use crate::context::RequestContext;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::instances::request::Action;
+use crate::instances::status::check_action_allowed;
+use crate::middleware::empty;
+
+fn gate_a(id: &str, st: &States) -> ApiResult<()> {
+    check_action_allowed(
+        id,
+        st.task,
+        &st.server_status,
+        st.service,
+        st.backup_running,
+    )
+    .map_err(ApiError::unprocessable)
+}
+
+/// Runs one instance action.
+pub async fn action(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path((_project, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let action = Action::parse(&body)?;
+    let inst = load_visible(&state, &ctx, &id).await?;
+    let owner = inst.tenant_id.clone().unwrap_or_default();
+    let db = state.db().clone();
+    match action {
+        Action::Restart => {
+            ctx.authorize(&state, "instance:restart", &owner)?;
+            let st = states(&state, &inst).await?;
+            gate_a(&id, &st)?;
+            if inst.cluster_id.is_some() && !ctx.is_admin() {
+                return Err(ApiError::not_implemented(
+                    "Operation not supported for cluster members.",
+                ));
+            }
+            db.instance_update_task(&id, Some(st.task), TaskStatus::Rebooting)
+                .await?;
+            db.service_status_update(&id, ServiceStatus::Restarting)
+                .await?;
+            cast(&state, &ctx, "restart", json!({ "instance_id": id })).await?;
+        }
+        Action::ResizeFlavor(new_id) => {
+            ctx.authorize(&state, "instance:resize_flavor", &owner)?;
+            let st = states(&state, &inst).await?;
+            gate_a(&id, &st)?;
+            if inst.cluster_id.is_some() {
+                return Err(ApiError::not_implemented(
+                    "Operation not supported for cluster members.",
+                ));
+            }
+            let old_id = inst.flavor_id.clone().unwrap_or_default();
+            if new_id == old_id {
+                return Err(ApiError::bad_request(format!(
+                    "The new flavor id must be different than the current flavor id of '{old_id}'."
+                )));
+            }
+            let new = match db.flavor_get(&new_id).await {
+                Ok(f) => f,
+                Err(DbError::NotFound { .. }) => {
+                    return Err(ApiError::bad_request(format!(
+                        "Resource {new_id} cannot be found."
+                    )))
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let old = db.flavor_get(&old_id).await.ok();
+            let old_ram = old.as_ref().map(|f| f.ram).unwrap_or(0);
+            let old_dict = old
+                .as_ref()
+                .map(flavor_dict)
+                .unwrap_or_else(|| json!({"id": old_id}));
+            db.run_with_quotas(
+                &owner,
+                &[("ram", new.ram - old_ram)],
+                &quota_defaults(&state),
+                || async {
+                    db.instance_update_task(&id, Some(st.task), TaskStatus::Resizing)
+                        .await?;
+                    cast(&state, &ctx, "resize_flavor", json!({
+                    "instance_id": id, "old_flavor": old_dict, "new_flavor": flavor_dict(&new),
+                }))
+                .await?;
+                    Ok::<(), ApiError>(())
+                },
+            )
+            .await?;
+        }
+        Action::ResizeVolume(size) => {
+            ctx.authorize(&state, "instance:resize_volume", &owner)?;
+            if inst.cluster_id.is_some() {
+                return Err(ApiError::not_implemented(
+                    "Operation not supported for cluster members.",
+                ));
+            }
+            let Some(current) = inst.volume_size.map(i64::from) else {
+                return Err(ApiError::bad_request(format!(
+                    "Instance {id} has no volume to resize."
+                )));
+            };
+            if size <= current {
+                return Err(ApiError::bad_request(format!(
+                    "The new volume 'size' must be larger than the current volume size of '{current}'."
+                )));
+            }
+            let max = state.config().default.max_accepted_volume_size;
+            if size > max {
+                return Err(ApiError::over_limit(format!(
+                    "Volume size {size} GB exceeds the maximum accepted size of {max} GB."
+                )));
+            }
+            let st = states(&state, &inst).await?;
+            gate_a(&id, &st)?;
+            let delta = i32::try_from(size - current).unwrap_or(i32::MAX);
+            db.run_with_quotas(
+                &owner,
+                &[("volumes", delta)],
+                &quota_defaults(&state),
+                || async {
+                    db.instance_update_task(&id, Some(st.task), TaskStatus::Resizing)
+                        .await?;
+                    cast(
+                        &state,
+                        &ctx,
+                        "resize_volume",
+                        json!({ "instance_id": id, "new_size": size }),
+                    )
+                    .await?;
+                    Ok::<(), ApiError>(())
+                },
+            )
+            .await?;
+        }
+        Action::ResetStatus { force_delete } => {
+            let rule = if force_delete {
+                "instance:force_delete"
+            } else {
+                "instance:reset_status"
+            };
+            ctx.authorize(&state, rule, &owner)?;
+            db.instance_update_task(&id, None, TaskStatus::None).await?;
+            match db.service_status_update(&id, ServiceStatus::Unknown).await {
+                Ok(()) | Err(DbError::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Action::PromoteToReplicaSource | Action::EjectReplicaSource => {
+            let rule = if action == Action::PromoteToReplicaSource {
+                "instance:promote_to_replica_source"
+            } else {
+                "instance:eject_replica_source"
+            };
+            ctx.authorize(&state, rule, &owner)?;
+            return Err(ApiError::not_implemented(
+                "Replication is not implemented yet.",
+            ));
+        }
+    }
+    tracing::info!(instance_id = %id, "instance action requested");
+    Ok(empty(StatusCode::ACCEPTED))
+}

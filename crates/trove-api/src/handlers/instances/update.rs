@@ -1,0 +1,87 @@
+//! `PUT` and `PATCH /instances/{id}` (api.md §4.5): rename now; other attributes are
+//! refused until their features exist. 202 with an empty body.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::load_visible;
+use crate::app::AppState;
+use crate::context::RequestContext;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::JsonBody;
+use crate::instances::request::UpdateRequest;
+use crate::middleware::empty;
+
+async fn update_impl(
+    state: AppState,
+    ctx: RequestContext,
+    id: String,
+    body: serde_json::Value,
+    patch: bool,
+) -> ApiResult<Response> {
+    let req = UpdateRequest::parse(&body, patch)?;
+    let inst = load_visible(&state, &ctx, &id).await?;
+    ctx.authorize(
+        &state,
+        "instance:update",
+        inst.tenant_id.as_deref().unwrap_or_default(),
+    )?;
+    if req.others.len() > 1 {
+        return Err(ApiError::bad_request(
+            "Only one attribute (except 'name') is allowed to update.",
+        ));
+    }
+    if let Some(name) = &req.name {
+        state.db().instance_update_name(&id, name).await?;
+    }
+    let detach_nothing = req
+        .configuration
+        .as_ref()
+        .is_some_and(|c| c.is_null() && inst.configuration_id.is_none());
+    match req.others.first().map(String::as_str) {
+        None => {}
+        Some("configuration") if detach_nothing => {}
+        Some("configuration") => {
+            return Err(ApiError::not_implemented(
+                "Configuration groups are not implemented yet.",
+            ))
+        }
+        Some("replica_of" | "slave_of") => {
+            if inst.slave_of_id.is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "Instance {id} is not a replica."
+                )));
+            }
+            return Err(ApiError::not_implemented(
+                "Detaching replicas is not implemented yet.",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::not_implemented(format!(
+                "Updating '{other}' is not implemented yet."
+            )))
+        }
+    }
+    Ok(empty(StatusCode::ACCEPTED))
+}
+
+/// `PUT /instances/{id}`.
+pub async fn put(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path((_project, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    update_impl(state, ctx, id, body, false).await
+}
+
+/// `PATCH /instances/{id}`.
+pub async fn patch(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Path((_project, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    update_impl(state, ctx, id, body, true).await
+}
