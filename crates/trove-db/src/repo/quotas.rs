@@ -207,6 +207,12 @@ impl Db {
     ///   [`DbError::QuotaExceeded`] with the sorted names; nothing is reserved.
     /// * Success: `reserved += delta` for each resource and one `Reserved` reservation
     ///   each; pass them to [`Db::quota_commit`] or [`Db::quota_rollback`].
+    ///
+    /// Preconditions: none (missing usage rows are created with zeros).
+    /// State on success: the reservations are held and count against the limit.
+    /// State on error: nothing is reserved (the usage rows may have been created empty).
+    /// Cancellation: dropping the future before it finishes rolls the transaction back;
+    /// nothing is reserved.
     pub async fn quota_reserve(
         &self,
         tenant_id: &str,
@@ -285,6 +291,9 @@ impl Db {
     /// Commits reservations: `in_use += delta` (never below 0), `reserved -= delta`, status
     /// `Committed`. Reservations no longer `Reserved` are skipped, so committing twice is
     /// harmless.
+    ///
+    /// State on error or cancellation: the transaction is rolled back and the reservations
+    /// stay `Reserved`; calling again is safe.
     pub async fn quota_commit(&self, reservations: &[Reservation]) -> Result<(), DbError> {
         self.finish_reservations(reservations, true).await
     }
