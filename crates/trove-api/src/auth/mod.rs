@@ -6,8 +6,8 @@
 //! - [`NoAuth`] (`auth_strategy = noauth`, the embedded default): trusts the project in the
 //!   URL, takes the user from `X-User-Id` (default `noauth`) and the roles from the
 //!   comma-separated `X-Roles` (default `member`). For local use only.
-//! - `keystone` (`auth_strategy = keystone`): validates `X-Auth-Token` with Keystone v3;
-//!   it plugs in through the same trait.
+//! - [`KeystoneAuth`] (`auth_strategy = keystone`): validates `X-Auth-Token` with
+//!   Keystone v3 through [`keystone::KeystoneValidator`].
 //!
 //! What this module does not do: the URL project check (`TenantBasedAuth`), `is_admin`
 //! (decided by the policy rule `context_is_admin`) and policy checks; the request-context
@@ -128,6 +128,52 @@ impl Authenticator for NoAuth {
     }
 }
 
+/// `auth_strategy = keystone`: validates `X-Auth-Token` with a shared
+/// [`keystone::KeystoneValidator`] (cached, single-flight) and maps its answer.
+#[derive(Debug, Clone)]
+pub struct KeystoneAuth {
+    validator: std::sync::Arc<keystone::KeystoneValidator>,
+}
+
+impl KeystoneAuth {
+    /// Authenticates with `validator`.
+    pub fn new(validator: std::sync::Arc<keystone::KeystoneValidator>) -> Self {
+        Self { validator }
+    }
+
+    fn unauthorized(&self) -> AuthError {
+        AuthError::Unauthorized {
+            message: keystone::UNAUTHORIZED_MESSAGE.to_string(),
+            www_authenticate: Some(self.validator.www_authenticate()),
+        }
+    }
+}
+
+impl Authenticator for KeystoneAuth {
+    fn authenticate<'a>(
+        &'a self,
+        request: AuthRequest<'a>,
+    ) -> BoxFuture<'a, Result<AuthContext, AuthError>> {
+        Box::pin(async move {
+            let Some(token) = request.token() else {
+                return Err(self.unauthorized());
+            };
+            match self.validator.validate(token).await {
+                Ok(ctx) => Ok(AuthContext {
+                    project_id: ctx.project_id.clone(),
+                    user_id: ctx.user_id.clone(),
+                    roles: ctx.roles.clone(),
+                }),
+                Err(keystone::AuthError::Invalid { reason }) => {
+                    tracing::info!(reason = %reason, "token rejected");
+                    Err(self.unauthorized())
+                }
+                Err(other) => Err(AuthError::Unavailable(other.to_string())),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,5 +201,34 @@ mod tests {
         assert_eq!(ctx.user_id, "alice");
         assert_eq!(ctx.roles, vec!["admin".to_string(), "reader".to_string()]);
         assert_eq!(ctx.project_id, "p2");
+    }
+
+    #[tokio::test]
+    async fn keystone_without_token_is_401_without_asking_keystone() {
+        let cfg = keystone::KeystoneAuthConfig::new(
+            "http://127.0.0.1:9/v3",
+            "trove",
+            secrecy::SecretString::from("pw".to_string()),
+            "service",
+        );
+        let validator = keystone::KeystoneValidator::new(cfg).unwrap();
+        let auth = KeystoneAuth::new(std::sync::Arc::new(validator));
+        let headers = HeaderMap::new();
+        let err = auth
+            .authenticate(AuthRequest {
+                headers: &headers,
+                url_project: Some("p1"),
+            })
+            .await
+            .unwrap_err();
+        match err {
+            AuthError::Unauthorized {
+                www_authenticate, ..
+            } => assert_eq!(
+                www_authenticate.as_deref(),
+                Some("Keystone uri=\"http://127.0.0.1:9/v3\"")
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -40,18 +40,10 @@ impl From<DbError> for ApiError {
                 "The resource was changed by another request; please retry.",
             )
             .with_source(e),
-            DbError::Backend(ref s) if is_unavailable(s) => ApiError::unavailable(e),
+            ref unavailable if unavailable.is_unavailable() => ApiError::unavailable(e),
             other => ApiError::internal(other),
         }
     }
-}
-
-/// Whether a driver error means the database cannot be reached (503, not 500).
-fn is_unavailable(e: &sqlx::Error) -> bool {
-    matches!(
-        e,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-    )
 }
 
 impl From<PolicyDenied> for ApiError {
