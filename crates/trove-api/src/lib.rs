@@ -11,6 +11,7 @@
 //! - [`error`]: [`ApiError`], Trove's fault body, and every `From<DomainError>` in one file.
 //! - [`validation`]: Trove-style schema validation of request bodies.
 //! - [`extract`]: JSON body extractors (size limit, malformed JSON).
+//! - [`openapi`]: `GET /openapi.json`, generated from the route table.
 //! - [`routes`]: the route table; [`handlers`]: one module per resource; [`views`]: JSON
 //!   shapes.
 //! - [`instances`]: instance status derivation and state gates (pure).
@@ -28,6 +29,7 @@ pub mod extract;
 pub mod handlers;
 pub mod instances;
 pub mod middleware;
+pub mod openapi;
 pub mod policy;
 pub mod quota;
 pub mod ratelimit;

@@ -1,7 +1,12 @@
-//! The route table of the API (api.md §1.9). Paths under `/v1.0/{project}`; handlers live
-//! in [`crate::handlers`]. Routes whose feature is not built yet answer 501.
+//! The route table of the API (api.md §1.9): one list of (method, path, summary,
+//! handler), from which both the router and the OpenAPI document ([`crate::openapi`])
+//! are built. Paths are relative to `/v1.0/{project}`; handlers live in
+//! [`crate::handlers`]. Routes whose feature is not built yet answer 501.
 
-use axum::routing::{get, MethodRouter};
+use std::collections::BTreeMap;
+
+use axum::handler::Handler;
+use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 
 use crate::app::AppState;
@@ -10,146 +15,373 @@ use crate::handlers::not_implemented::not_implemented as ni;
 use crate::handlers::{flavors, instances, limits, quotas, versions as api_versions};
 use crate::middleware;
 
-fn v1(path: &str) -> String {
-    format!("/v1.0/{{project}}{path}")
+/// One route of the v1 API.
+#[derive(Debug)]
+pub struct Route {
+    /// HTTP method (`GET`, `POST`, ...).
+    pub method: &'static str,
+    /// Path relative to `/v1.0/{project}`.
+    pub path: &'static str,
+    /// What the call does.
+    pub summary: &'static str,
+    /// Whether it is served (false: 501 `notImplemented`).
+    pub implemented: bool,
+    handler: MethodRouter<AppState>,
 }
 
-/// Every route, for `/v1.0/{project}` paths relative to the project.
-fn v1_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+fn filter(method: &str) -> MethodFilter {
+    match method {
+        "GET" => MethodFilter::GET,
+        "POST" => MethodFilter::POST,
+        "PUT" => MethodFilter::PUT,
+        "PATCH" => MethodFilter::PATCH,
+        _ => MethodFilter::DELETE,
+    }
+}
+
+fn r<H, T>(method: &'static str, path: &'static str, summary: &'static str, h: H) -> Route
+where
+    H: Handler<T, AppState>,
+    T: 'static,
+{
+    Route {
+        method,
+        path,
+        summary,
+        implemented: true,
+        handler: on(filter(method), h),
+    }
+}
+
+fn todo(method: &'static str, path: &'static str, summary: &'static str) -> Route {
+    Route {
+        method,
+        path,
+        summary,
+        implemented: false,
+        handler: on(filter(method), ni),
+    }
+}
+
+/// Every v1 route.
+pub fn v1_routes() -> Vec<Route> {
+    use instances as i;
     vec![
         // Instances (api.md §4, §5).
-        (
+        r("GET", "/instances", "List instances", i::list::list),
+        r(
+            "POST",
             "/instances",
-            get(instances::list::list).post(instances::create::create),
+            "Create an instance",
+            i::create::create,
         ),
-        ("/instances/detail", get(instances::list::detail)),
-        (
+        r(
+            "GET",
+            "/instances/detail",
+            "List instances with details",
+            i::list::detail,
+        ),
+        r("GET", "/instances/{id}", "Show an instance", i::show::show),
+        r(
+            "PUT",
             "/instances/{id}",
-            get(instances::show::show)
-                .put(instances::update::put)
-                .patch(instances::update::patch)
-                .delete(instances::delete::delete),
+            "Update an instance",
+            i::update::put,
         ),
-        (
+        r(
+            "PATCH",
+            "/instances/{id}",
+            "Update an instance (strict)",
+            i::update::patch,
+        ),
+        r(
+            "DELETE",
+            "/instances/{id}",
+            "Delete an instance",
+            i::delete::delete,
+        ),
+        r(
+            "POST",
             "/instances/{id}/action",
-            axum::routing::post(instances::action::action),
+            "Run an instance action",
+            i::action::action,
         ),
-        ("/instances/{id}/backups", get(ni)),
-        ("/instances/{id}/configuration", get(ni)),
-        ("/instances/{id}/log", get(ni).post(ni)),
-        ("/instances/{id}/ssl", get(ni).post(ni)),
-        ("/instances/{id}/modules", get(ni).post(ni)),
-        (
+        todo(
+            "GET",
+            "/instances/{id}/backups",
+            "List backups of an instance",
+        ),
+        todo(
+            "GET",
+            "/instances/{id}/configuration",
+            "Show default configuration",
+        ),
+        todo("GET", "/instances/{id}/log", "List guest logs"),
+        todo("POST", "/instances/{id}/log", "Guest log action"),
+        todo("GET", "/instances/{id}/ssl", "Show SSL state"),
+        todo("POST", "/instances/{id}/ssl", "SSL action"),
+        todo("GET", "/instances/{id}/modules", "List instance modules"),
+        todo("POST", "/instances/{id}/modules", "Apply modules"),
+        todo(
+            "DELETE",
             "/instances/{id}/modules/{module_id}",
-            axum::routing::delete(ni),
+            "Remove a module",
         ),
-        ("/instances/{id}/databases", get(ni).post(ni)),
-        ("/instances/{id}/databases/{name}", get(ni).delete(ni)),
-        ("/instances/{id}/users", get(ni).post(ni).put(ni)),
-        ("/instances/{id}/users/{user}", get(ni).put(ni).delete(ni)),
-        ("/instances/{id}/users/{user}/databases", get(ni).put(ni)),
-        (
+        todo("GET", "/instances/{id}/databases", "List databases"),
+        todo("POST", "/instances/{id}/databases", "Create databases"),
+        todo("GET", "/instances/{id}/databases/{name}", "Show a database"),
+        todo(
+            "DELETE",
+            "/instances/{id}/databases/{name}",
+            "Drop a database",
+        ),
+        todo("GET", "/instances/{id}/users", "List users"),
+        todo("POST", "/instances/{id}/users", "Create users"),
+        todo("PUT", "/instances/{id}/users", "Change user passwords"),
+        todo("GET", "/instances/{id}/users/{user}", "Show a user"),
+        todo("PUT", "/instances/{id}/users/{user}", "Update a user"),
+        todo("DELETE", "/instances/{id}/users/{user}", "Delete a user"),
+        todo(
+            "GET",
+            "/instances/{id}/users/{user}/databases",
+            "List user access",
+        ),
+        todo(
+            "PUT",
+            "/instances/{id}/users/{user}/databases",
+            "Grant access",
+        ),
+        todo(
+            "DELETE",
             "/instances/{id}/users/{user}/databases/{db}",
-            axum::routing::delete(ni),
+            "Revoke access",
         ),
-        ("/instances/{id}/root", get(ni).post(ni).delete(ni)),
+        todo(
+            "GET",
+            "/instances/{id}/root",
+            "Show whether root is enabled",
+        ),
+        todo("POST", "/instances/{id}/root", "Enable root"),
+        todo("DELETE", "/instances/{id}/root", "Disable root"),
         // Backups, configuration groups (api.md §9, §10).
-        ("/backups", get(ni).post(ni)),
-        ("/backups/{id}", get(ni).delete(ni)),
-        ("/backup_strategies", get(ni).post(ni).delete(ni)),
-        ("/configurations", get(ni).post(ni)),
-        ("/configurations/{id}", get(ni).put(ni).patch(ni).delete(ni)),
-        ("/configurations/{id}/instances", get(ni)),
+        todo("GET", "/backups", "List backups"),
+        todo("POST", "/backups", "Create a backup"),
+        todo("GET", "/backups/{id}", "Show a backup"),
+        todo("DELETE", "/backups/{id}", "Delete a backup"),
+        todo("GET", "/backup_strategies", "List backup strategies"),
+        todo("POST", "/backup_strategies", "Create a backup strategy"),
+        todo("DELETE", "/backup_strategies", "Delete backup strategies"),
+        todo("GET", "/configurations", "List configuration groups"),
+        todo("POST", "/configurations", "Create a configuration group"),
+        todo("GET", "/configurations/{id}", "Show a configuration group"),
+        todo(
+            "PUT",
+            "/configurations/{id}",
+            "Replace configuration values",
+        ),
+        todo("PATCH", "/configurations/{id}", "Edit configuration values"),
+        todo(
+            "DELETE",
+            "/configurations/{id}",
+            "Delete a configuration group",
+        ),
+        todo(
+            "GET",
+            "/configurations/{id}/instances",
+            "Instances using a group",
+        ),
         // Datastores (api.md §10.8, §11).
-        ("/datastores", get(datastores::list)),
-        ("/datastores/{ds}", get(datastores::show).delete(ni)),
-        ("/datastores/{ds}/versions", get(versions::list)),
-        ("/datastores/{ds}/versions/{version}", get(versions::show)),
-        (
+        r("GET", "/datastores", "List datastores", datastores::list),
+        r(
+            "GET",
+            "/datastores/{ds}",
+            "Show a datastore",
+            datastores::show,
+        ),
+        todo("DELETE", "/datastores/{ds}", "Delete a datastore"),
+        r(
+            "GET",
+            "/datastores/{ds}/versions",
+            "List versions",
+            versions::list,
+        ),
+        r(
+            "GET",
+            "/datastores/{ds}/versions/{version}",
+            "Show a version",
+            versions::show,
+        ),
+        r(
+            "GET",
             "/datastores/versions/{version}",
-            get(versions::show_by_uuid),
+            "Show a version by id",
+            versions::show_by_uuid,
         ),
-        (
+        r(
+            "GET",
             "/datastores/{ds}/versions/{version}/flavors",
-            get(associations::flavors),
+            "Flavors allowed for a version",
+            associations::flavors,
         ),
-        (
+        r(
+            "GET",
             "/datastores/{ds}/versions/{version}/volume-types",
-            get(associations::volume_types),
+            "Volume types allowed for a version",
+            associations::volume_types,
         ),
-        (
+        r(
+            "GET",
             "/datastores/{ds}/versions/{version}/parameters",
-            get(params::list),
+            "List configuration parameters",
+            params::list,
         ),
-        (
+        r(
+            "GET",
             "/datastores/{ds}/versions/{version}/parameters/{name}",
-            get(params::show),
+            "Show a configuration parameter",
+            params::show,
         ),
-        (
+        r(
+            "GET",
             "/datastores/versions/{version}/parameters",
-            get(params::list_by_version),
+            "List configuration parameters by version id",
+            params::list_by_version,
         ),
-        (
+        r(
+            "GET",
             "/datastores/versions/{version}/parameters/{name}",
-            get(params::show_by_version),
+            "Show a configuration parameter by version id",
+            params::show_by_version,
         ),
         // Flavors, limits, quotas (api.md §12-§14).
-        ("/flavors", get(flavors::list)),
-        ("/flavors/{id}", get(flavors::show)),
-        ("/limits", get(limits::index)),
-        (
+        r("GET", "/flavors", "List flavors", flavors::list),
+        r("GET", "/flavors/{id}", "Show a flavor", flavors::show),
+        r("GET", "/limits", "Show limits", limits::index),
+        r("GET", "/mgmt/quotas/{target}", "Show quotas", quotas::show),
+        r(
+            "PUT",
             "/mgmt/quotas/{target}",
-            get(quotas::show).put(quotas::update),
+            "Update quotas (admin)",
+            quotas::update,
         ),
         // Management (api.md §19).
-        ("/mgmt/instances", get(ni)),
-        ("/mgmt/instances/{id}", get(ni)),
-        ("/mgmt/instances/{id}/action", axum::routing::post(ni)),
-        ("/mgmt/instances/{id}/root", get(ni)),
-        ("/mgmt/instances/{id}/diagnostics", get(ni)),
-        ("/mgmt/instances/{id}/hwinfo", get(ni)),
-        ("/mgmt/instances/{id}/rpc_ping", get(ni)),
-        ("/mgmt/datastore-versions", get(ni).post(ni)),
-        (
+        todo("GET", "/mgmt/instances", "List all instances (admin)"),
+        todo("GET", "/mgmt/instances/{id}", "Show an instance (admin)"),
+        todo(
+            "POST",
+            "/mgmt/instances/{id}/action",
+            "Admin instance action",
+        ),
+        todo("GET", "/mgmt/instances/{id}/root", "Root history (admin)"),
+        todo(
+            "GET",
+            "/mgmt/instances/{id}/diagnostics",
+            "Diagnostics (admin)",
+        ),
+        todo(
+            "GET",
+            "/mgmt/instances/{id}/hwinfo",
+            "Hardware info (admin)",
+        ),
+        todo(
+            "GET",
+            "/mgmt/instances/{id}/rpc_ping",
+            "Ping the guest (admin)",
+        ),
+        todo("GET", "/mgmt/datastore-versions", "List versions (admin)"),
+        todo(
+            "POST",
+            "/mgmt/datastore-versions",
+            "Create a version (admin)",
+        ),
+        todo(
+            "GET",
             "/mgmt/datastore-versions/{id}",
-            get(ni).patch(ni).delete(ni),
+            "Show a version (admin)",
         ),
-        (
+        todo(
+            "PATCH",
+            "/mgmt/datastore-versions/{id}",
+            "Edit a version (admin)",
+        ),
+        todo(
+            "DELETE",
+            "/mgmt/datastore-versions/{id}",
+            "Delete a version (admin)",
+        ),
+        todo(
+            "GET",
             "/mgmt/datastores/versions/{version}/parameters",
-            get(ni).post(ni),
+            "List parameters (admin)",
         ),
-        (
+        todo(
+            "POST",
+            "/mgmt/datastores/versions/{version}/parameters",
+            "Create a parameter (admin)",
+        ),
+        todo(
+            "GET",
             "/mgmt/datastores/versions/{version}/parameters/{name}",
-            get(ni).put(ni).delete(ni),
+            "Show a parameter (admin)",
         ),
-        ("/mgmt/clusters", get(ni)),
-        ("/mgmt/clusters/{id}", get(ni)),
-        ("/mgmt/clusters/{id}/action", axum::routing::post(ni)),
+        todo(
+            "PUT",
+            "/mgmt/datastores/versions/{version}/parameters/{name}",
+            "Update a parameter (admin)",
+        ),
+        todo(
+            "DELETE",
+            "/mgmt/datastores/versions/{version}/parameters/{name}",
+            "Delete a parameter (admin)",
+        ),
+        todo("GET", "/mgmt/clusters", "List clusters (admin)"),
+        todo("GET", "/mgmt/clusters/{id}", "Show a cluster (admin)"),
+        todo("POST", "/mgmt/clusters/{id}/action", "Admin cluster action"),
         // Modules, clusters (api.md §17, §18).
-        ("/modules", get(ni).post(ni)),
-        ("/modules/{id}", get(ni).put(ni).delete(ni)),
-        ("/modules/{id}/instances", get(ni).put(ni)),
-        ("/clusters", get(ni).post(ni)),
-        ("/clusters/{id}", get(ni).post(ni).delete(ni)),
-        ("/clusters/{id}/instances/{instance_id}", get(ni)),
-        ("/clusters/{id}/root", get(ni).post(ni)),
+        todo("GET", "/modules", "List modules"),
+        todo("POST", "/modules", "Create a module"),
+        todo("GET", "/modules/{id}", "Show a module"),
+        todo("PUT", "/modules/{id}", "Update a module"),
+        todo("DELETE", "/modules/{id}", "Delete a module"),
+        todo("GET", "/modules/{id}/instances", "Instances with a module"),
+        todo("PUT", "/modules/{id}/instances", "Reapply a module"),
+        todo("GET", "/clusters", "List clusters"),
+        todo("POST", "/clusters", "Create a cluster"),
+        todo("GET", "/clusters/{id}", "Show a cluster"),
+        todo("POST", "/clusters/{id}", "Cluster action"),
+        todo("DELETE", "/clusters/{id}", "Delete a cluster"),
+        todo(
+            "GET",
+            "/clusters/{id}/instances/{instance_id}",
+            "Show a cluster member",
+        ),
+        todo(
+            "GET",
+            "/clusters/{id}/root",
+            "Show whether cluster root is enabled",
+        ),
+        todo("POST", "/clusters/{id}/root", "Enable cluster root"),
     ]
 }
 
 /// The router without middleware (see [`crate::ApiAppBuilder::build`]).
 pub fn router(state: AppState) -> Router {
+    let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
+    for route in v1_routes() {
+        let merged = match by_path.remove(route.path) {
+            Some(existing) => existing.merge(route.handler),
+            None => route.handler,
+        };
+        by_path.insert(route.path, merged);
+    }
     let mut r: Router<AppState> = Router::new()
         .route("/", get(api_versions::index))
-        .route("/healthcheck", get(api_versions::healthcheck));
-    for (path, method_router) in v1_routes() {
-        r = r.route(&v1(path), method_router);
+        .route("/healthcheck", get(api_versions::healthcheck))
+        .route("/openapi.json", get(crate::openapi::document));
+    for (path, method_router) in by_path {
+        r = r.route(&format!("/v1.0/{{project}}{path}"), method_router);
     }
     r.fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::not_found)
         .with_state(state)
-}
-
-/// `(method, path)` of every v1 route, for documentation and tests.
-pub fn route_table() -> Vec<&'static str> {
-    v1_routes().into_iter().map(|(p, _)| p).collect()
 }

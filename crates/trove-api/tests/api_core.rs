@@ -365,3 +365,20 @@ async fn host_header_drives_links() {
         format!("https://{HOST}/flavors/2")
     );
 }
+
+#[tokio::test]
+async fn openapi_document_lists_every_route() {
+    let app = TestApp::start().await;
+    let r = send(app.request(Method::GET, "/openapi.json")).await;
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(v["openapi"], "3.1.0");
+    let paths = v["paths"].as_object().unwrap();
+    for route in trove_api::routes::v1_routes() {
+        let p = format!("/v1.0/{{project}}{}", route.path);
+        let op = &paths[&p][route.method.to_ascii_lowercase()];
+        assert_eq!(op["summary"], route.summary, "{p}");
+        assert_eq!(op["x-implemented"], route.implemented, "{p}");
+    }
+    insta::assert_json_snapshot!("openapi", v);
+}

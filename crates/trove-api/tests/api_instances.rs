@@ -546,3 +546,51 @@ async fn instance_lifecycle_on_every_backend() {
         );
     }
 }
+
+#[tokio::test]
+async fn without_a_taskmanager_create_is_503_and_leaves_nothing() {
+    let app = TestApp::start_with(common::Options {
+        without_taskmanager: true,
+        ..Default::default()
+    })
+    .await;
+    app.seed().await;
+    let r = create(&app, minimal("x")).await;
+    r.fault(503, "serviceUnavailable");
+    let list = app.get("/instances").await.json();
+    assert_eq!(list["instances"], json!([]));
+    let q = app.get(&format!("/mgmt/quotas/{PROJECT}")).await.json();
+    for line in q["quotas"].as_array().unwrap() {
+        assert_eq!(line["in_use"], 0, "{line}");
+        assert_eq!(line["reserved"], 0, "{line}");
+    }
+}
+
+#[tokio::test]
+async fn policy_overrides_are_enforced() {
+    let enforcer = trove_api::policy::Enforcer::with_overrides([
+        ("instance:create", "rule:admin"),
+        ("instance:show", "rule:admin"),
+    ])
+    .unwrap();
+    let app = TestApp::start_with(common::Options {
+        enforcer: Some(std::sync::Arc::new(enforcer)),
+        ..Default::default()
+    })
+    .await;
+    app.seed().await;
+    let r = create(&app, minimal("x")).await;
+    assert_eq!(
+        r.fault(403, "forbidden"),
+        "Policy doesn't allow instance:create to be performed."
+    );
+    let r = send(app.v1_admin(Method::POST, "/instances").json(&minimal("x"))).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let id = r.json()["instance"]["id"].as_str().unwrap().to_string();
+    // Visibility comes first: another project's member gets 404, the owner 403.
+    let other = send(app.request(Method::GET, &format!("/v1.0/someone/instances/{id}"))).await;
+    other.fault(404, "itemNotFound");
+    app.get(&format!("/instances/{id}"))
+        .await
+        .fault(403, "forbidden");
+}

@@ -37,6 +37,8 @@ pub struct Options {
     pub body_limit: Option<usize>,
     pub rate_limits: Option<Vec<trove_api::ratelimit::Limit>>,
     pub authenticator: Option<Arc<dyn trove_api::auth::Authenticator>>,
+    pub enforcer: Option<Arc<Enforcer>>,
+    pub without_taskmanager: bool,
 }
 
 impl Default for Options {
@@ -47,6 +49,8 @@ impl Default for Options {
             body_limit: None,
             rate_limits: None,
             authenticator: None,
+            enforcer: None,
+            without_taskmanager: false,
         }
     }
 }
@@ -71,9 +75,14 @@ impl TestApp {
         let mut builder = ApiApp::builder(
             Arc::new(opts.config),
             tdb.db().clone(),
-            Arc::new(Enforcer::with_defaults()),
+            opts.enforcer
+                .unwrap_or_else(|| Arc::new(Enforcer::with_defaults())),
             opts.authenticator.unwrap_or_else(|| Arc::new(NoAuth)),
-            Some(tm),
+            if opts.without_taskmanager {
+                None
+            } else {
+                Some(tm)
+            },
         );
         if let Some(b) = opts.body_limit {
             builder = builder.body_limit(b);
