@@ -24,7 +24,7 @@ pub use commands::run;
 #[non_exhaustive]
 pub enum ManageError {
     /// The database refused or could not find something.
-    #[error("{0}")]
+    #[error(transparent)]
     Db(#[from] DbError),
     /// A command argument or input file is invalid.
     #[error("{0}")]
