@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
@@ -113,7 +113,7 @@ pub async fn outer(mut req: Request, next: Next) -> Response {
                 }
             },
         };
-        let mut resp = normalize_fault(resp, &method).await;
+        let mut resp = normalize_fault(resp).await;
         finish_headers(resp.headers_mut(), &id);
         let status = resp.status().as_u16();
         let duration_ms = started.elapsed().as_millis() as u64;
@@ -141,7 +141,7 @@ fn finish_headers(headers: &mut HeaderMap, request_id: &str) {
 }
 
 /// Rewrites an error response that is not already a Trove fault into one.
-async fn normalize_fault(resp: Response, method: &Method) -> Response {
+async fn normalize_fault(resp: Response) -> Response {
     let status = resp.status();
     if status.as_u16() < 400 || resp.extensions().get::<FaultBody>().is_some() {
         return resp;
@@ -172,7 +172,6 @@ async fn normalize_fault(resp: Response, method: &Method) -> Response {
             return ApiError::new(fault, text).into_response();
         }
     };
-    let _ = method;
     // Wrong methods answer 404, as Trove's router does (api.md §1.5).
     let fault = if status == StatusCode::METHOD_NOT_ALLOWED {
         Fault::NotFound

@@ -174,6 +174,59 @@ impl Authenticator for KeystoneAuth {
     }
 }
 
+/// The authenticator `[DEFAULT] auth_strategy` asks for: [`NoAuth`] for `noauth`,
+/// [`KeystoneAuth`] built from `[keystone_authtoken]` for `keystone`. An error names the
+/// missing or bad option, for a fail-fast start.
+pub fn authenticator_from_config(
+    cfg: &trove_config::Config,
+) -> Result<std::sync::Arc<dyn Authenticator>, String> {
+    match cfg.default.auth_strategy.as_str() {
+        "noauth" => Ok(std::sync::Arc::new(NoAuth)),
+        "keystone" => {
+            let k = &cfg.keystone_authtoken;
+            let need = |v: &Option<String>, name: &str| {
+                v.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
+                    format!("[keystone_authtoken] {name} must be set for auth_strategy = keystone")
+                })
+            };
+            let auth_url = need(&k.auth_url, "auth_url")?;
+            let username = need(&k.username, "username")?;
+            let project_name = need(&k.project_name, "project_name")?;
+            let password = k
+                .password
+                .as_ref()
+                .map(|p| p.expose_secret().to_string())
+                .ok_or("[keystone_authtoken] password must be set for auth_strategy = keystone")?;
+            let mut kc = keystone::KeystoneAuthConfig::new(
+                auth_url,
+                username,
+                secrecy::SecretString::from(password),
+                project_name,
+            );
+            kc.www_authenticate_uri = k.www_authenticate_uri.clone().filter(|s| !s.is_empty());
+            if let Some(d) = k.user_domain_name.clone().filter(|s| !s.is_empty()) {
+                kc.user_domain_name = d;
+            }
+            if let Some(d) = k.project_domain_name.clone().filter(|s| !s.is_empty()) {
+                kc.project_domain_name = d;
+            }
+            kc.region_name = k.region_name.clone();
+            kc.insecure = k.insecure;
+            kc.cafile = k.cafile.clone().map(std::path::PathBuf::from);
+            kc.token_cache_time = std::time::Duration::from_secs(k.token_cache_time.max(0) as u64);
+            kc.include_service_catalog = k.include_service_catalog;
+            let validator = keystone::KeystoneValidator::new(kc)
+                .map_err(|e| format!("[keystone_authtoken]: {e}"))?;
+            Ok(std::sync::Arc::new(KeystoneAuth::new(std::sync::Arc::new(
+                validator,
+            ))))
+        }
+        other => Err(format!(
+            "[DEFAULT] auth_strategy = {other} is not supported (use keystone or noauth)"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,6 +254,28 @@ mod tests {
         assert_eq!(ctx.user_id, "alice");
         assert_eq!(ctx.roles, vec!["admin".to_string(), "reader".to_string()]);
         assert_eq!(ctx.project_id, "p2");
+    }
+
+    #[test]
+    fn authenticator_from_config_checks_options() {
+        let noauth = trove_config::Config::default();
+        assert!(authenticator_from_config(&noauth).is_ok());
+        let missing =
+            trove_config::Config::from_ini_str("t.conf", "[DEFAULT]\nauth_strategy = keystone\n")
+                .unwrap()
+                .config;
+        assert_eq!(
+            authenticator_from_config(&missing).unwrap_err(),
+            "[keystone_authtoken] auth_url must be set for auth_strategy = keystone"
+        );
+        let full = trove_config::Config::from_ini_str(
+            "t.conf",
+            "[DEFAULT]\nauth_strategy = keystone\n[keystone_authtoken]\nauth_url = http://ks:5000\n\
+             username = trove\npassword = pw\nproject_name = service\n",
+        )
+        .unwrap()
+        .config;
+        assert!(authenticator_from_config(&full).is_ok());
     }
 
     #[tokio::test]
