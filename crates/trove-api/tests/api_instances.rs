@@ -594,3 +594,23 @@ async fn policy_overrides_are_enforced() {
         .await
         .fault(403, "forbidden");
 }
+
+#[tokio::test]
+async fn show_views_for_members_and_admins() {
+    let app = TestApp::start().await;
+    app.seed().await;
+    let id = create_ok(&app, "shown").await;
+    make_active(&app, &id).await;
+    app.db()
+        .instance_fault_upsert(&id, "Resize failed.", "Traceback: ...")
+        .await
+        .unwrap();
+    let member = app.get(&format!("/instances/{id}")).await;
+    assert_eq!(member.status, 200);
+    insta::assert_json_snapshot!("instance_show_member", redact(&member.json()));
+    let admin = app.get_admin(&format!("/instances/{id}")).await;
+    insta::assert_json_snapshot!("instance_show_admin", redact(&admin.json()));
+    let detail = app.get_admin("/instances/detail").await.json();
+    assert_eq!(detail["instances"][0]["fault"]["details"], "Traceback: ...");
+    assert_eq!(detail["instances"][0]["tenant_id"], PROJECT);
+}
