@@ -614,3 +614,38 @@ async fn show_views_for_members_and_admins() {
     assert_eq!(detail["instances"][0]["fault"]["details"], "Traceback: ...");
     assert_eq!(detail["instances"][0]["tenant_id"], PROJECT);
 }
+
+#[tokio::test]
+async fn bound_flavors_and_volume_types_restrict_create() {
+    let app = TestApp::start().await;
+    let s = app.seed().await;
+    let db = app.db();
+    db.datastore_version_metadata_add(&s.v1011, trove_db::METADATA_FLAVOR, &["d2".into()])
+        .await
+        .unwrap();
+    db.datastore_version_metadata_add(&s.v1011, trove_db::METADATA_VOLUME_TYPE, &["ssd".into()])
+        .await
+        .unwrap();
+    let r = create(&app, minimal("a")).await;
+    assert_eq!(
+        r.fault(400, "badRequest"),
+        "Flavor 2 is not supported for datastore mariadb version 10.11"
+    );
+    let mut body = minimal("a");
+    body["instance"]["flavorRef"] = json!("d2");
+    let r = create(&app, body.clone()).await;
+    assert_eq!(
+        r.fault(400, "badRequest"),
+        "A volume type is required for datastore mariadb version 10.11."
+    );
+    body["instance"]["volume"]["type"] = json!("hdd");
+    let r = create(&app, body.clone()).await;
+    assert_eq!(
+        r.fault(400, "badRequest"),
+        "Volume type hdd is not supported for datastore mariadb version 10.11."
+    );
+    body["instance"]["volume"]["type"] = json!("ssd");
+    let r = create(&app, body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(app.taskmanager.casts()[0].2["volume_type"], "ssd");
+}

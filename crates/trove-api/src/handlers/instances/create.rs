@@ -253,16 +253,25 @@ pub async fn create(
         }
         None
     };
-    if let Some(vt) = &req.volume_type {
+    if volume_support {
         let bound = state
             .db()
             .datastore_version_metadata_list(&version.id, trove_db::METADATA_VOLUME_TYPE)
             .await?;
-        if !bound.is_empty() && !bound.contains(vt) {
-            return Err(ApiError::bad_request(format!(
-                "Volume type {vt} is not supported for datastore {} version {}.",
-                ds.name, version.name
-            )));
+        match &req.volume_type {
+            None if !bound.is_empty() => {
+                return Err(ApiError::bad_request(format!(
+                    "A volume type is required for datastore {} version {}.",
+                    ds.name, version.name
+                )))
+            }
+            Some(vt) if !bound.is_empty() && !bound.contains(vt) => {
+                return Err(ApiError::bad_request(format!(
+                    "Volume type {vt} is not supported for datastore {} version {}.",
+                    ds.name, version.name
+                )))
+            }
+            _ => {}
         }
     }
     let (ignore_dbs, ignore_users) = ds_opts
