@@ -1,7 +1,8 @@
 //! HTTP plumbing around every request, outermost first:
 //!
 //! 1. a request id `req-<uuid>` (kept in a task-local, see [`current_request_id`]), a
-//!    tracing span `request` with `request_id` and (once known) `project_id`, and one
+//!    tracing span `request` with `request_id` and (once known) `project_id` and
+//!    `instance_id`, and one
 //!    log event per request with status and duration;
 //! 2. panics in handlers are caught and answered as a 500 `instanceFault` naming the
 //!    request id: a panic never escapes to the connection;
@@ -92,6 +93,7 @@ pub async fn outer(mut req: Request, next: Next) -> Response {
         "request",
         request_id = %request_id,
         project_id = tracing::field::Empty,
+        instance_id = tracing::field::Empty,
         http.method = %method,
         http.path = %path,
     );

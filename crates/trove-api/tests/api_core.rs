@@ -382,3 +382,32 @@ async fn openapi_document_lists_every_route() {
     }
     insta::assert_json_snapshot!("openapi", v);
 }
+
+/// A chunked body (no Content-Length) over the limit is cut off while reading: 413 too.
+#[tokio::test]
+async fn chunked_bodies_over_the_limit_are_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::start_with(Options {
+        body_limit: Some(1024),
+        ..Options::default()
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let chunk = format!("{{\"quotas\": {{\"pad\": \"{}\"}}}}", "x".repeat(4000));
+    let request = format!(
+        "PUT /v1.0/{PROJECT}/mgmt/quotas/{PROJECT} HTTP/1.1\r\nHost: {HOST}\r\n\
+         X-Roles: admin\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\
+         Connection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+        chunk.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response).await;
+    assert!(response.starts_with("HTTP/1.1 413"), "{response}");
+    assert!(response.contains("\"overLimit\""), "{response}");
+    assert!(
+        response.contains("x-openstack-request-id: req-"),
+        "{response}"
+    );
+}

@@ -281,6 +281,7 @@ pub async fn create(
 
     let cfg = state.config();
     let id = trove_db::new_id();
+    tracing::Span::current().record("instance_id", id.as_str());
     let encrypted_key = if cfg.default.enable_secure_rpc_messaging {
         let key = trove_common::crypto::generate_random_key();
         Some(trove_common::crypto::encrypt_instance_key(

@@ -28,6 +28,7 @@ use crate::views::instances::{FaultView, InstanceView};
 /// Loads a live instance the caller may see: 404 "Resource <id> cannot be found." when
 /// it does not exist, is deleted, or belongs to another project (unless admin).
 pub async fn load_visible(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<Instance> {
+    tracing::Span::current().record("instance_id", id);
     let inst = match state.db().instance_get(id).await {
         Ok(i) => i,
         Err(DbError::NotFound { .. }) => return Err(ApiError::resource_not_found(id)),
