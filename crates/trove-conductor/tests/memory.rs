@@ -1,0 +1,79 @@
+//! Fast tests: the in-memory transport and SQLite. The same scenarios run through RabbitMQ
+//! on every backend in `rabbitmq.rs`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use trove_db::testing::TestDb;
+use trove_db::{Backend, ServiceStatus};
+use trove_rpc::api::ConductorApi;
+use trove_rpc::{InMemoryTransport, Transport};
+
+#[tokio::test]
+async fn conductor_methods_ordering_and_trust() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let transport = InMemoryTransport::new();
+    single_conductor_scenario(
+        t.db(),
+        &transport,
+        Arc::new(transport.clone()),
+        &unique_topic(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn two_conductors_share_a_topic() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let transport = InMemoryTransport::new();
+    two_conductors_scenario(
+        t.db(),
+        &transport,
+        &transport,
+        Arc::new(transport.clone()),
+        &unique_topic(),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn run_serves_until_shutdown() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let transport = InMemoryTransport::new();
+    let topic = unique_topic();
+    let cfg = config(&topic);
+    let (id, key) = add_instance(t.db(), true).await;
+    // Keep casts sent before the server subscribes.
+    transport.declare_topic_queues(&topic, None).await.unwrap();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server_transport: Arc<dyn Transport> = Arc::new(transport.clone());
+    let db = t.db().clone();
+    let task = tokio::spawn(async move {
+        trove_conductor::run(&cfg, db, server_transport, async {
+            let _ = stop_rx.await;
+        })
+        .await
+    });
+    let api = ConductorApi::new(Arc::new(transport.clone()), &topic, &id, key);
+    api.heartbeat(&guest_ctx(), &id, "healthy").await.unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while t.db().service_status_get(&id).await.unwrap().status() != Some(ServiceStatus::Healthy) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "heartbeat not applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop_tx.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("run returns after shutdown")
+        .unwrap()
+        .expect("run ends without error");
+    // After the stop, messages wait in the queue for the next conductor.
+    api.heartbeat(&guest_ctx(), &id, "shutdown").await.unwrap();
+    assert_eq!(transport.pending(&topic), 1);
+}
