@@ -649,3 +649,43 @@ async fn bound_flavors_and_volume_types_restrict_create() {
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(app.taskmanager.casts()[0].2["volume_type"], "ssd");
 }
+
+#[tokio::test]
+async fn running_backups_show_backup_and_reset_status_fails_them() {
+    let app = TestApp::start().await;
+    app.seed().await;
+    let id = create_ok(&app, "b").await;
+    make_active(&app, &id).await;
+    let backup = app
+        .db()
+        .backup_create(&trove_db::Backup {
+            id: trove_db::new_id(),
+            name: "nightly".into(),
+            tenant_id: Some(PROJECT.into()),
+            state: "BUILDING".into(),
+            instance_id: Some(id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let shown = app.get(&format!("/instances/{id}")).await.json();
+    assert_eq!(shown["instance"]["status"], "BACKUP");
+    let r = action(&app, &id, json!({"restart": {}})).await;
+    assert_eq!(
+        r.fault(422, "unprocessableEntity"),
+        format!("Instance {id} is not currently available for an action to be performed (instance status was BACKUP).")
+    );
+    let r = send(
+        app.v1_admin(Method::POST, &format!("/instances/{id}/action"))
+            .json(&json!({"reset_status": {}})),
+    )
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(
+        app.db().backup_get(&backup.id).await.unwrap().state,
+        "FAILED"
+    );
+    let shown = app.get(&format!("/instances/{id}")).await.json();
+    assert_eq!(shown["instance"]["status"], "ACTIVE");
+    assert_eq!(shown["instance"]["operating_status"], "ERROR");
+}

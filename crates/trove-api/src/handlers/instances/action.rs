@@ -27,6 +27,31 @@ fn gate_a(id: &str, st: &States) -> ApiResult<()> {
     .map_err(ApiError::unprocessable)
 }
 
+/// Marks the running backups (NEW, BUILDING, SAVING) of an instance FAILED, as
+/// reset_status does.
+async fn fail_running_backups(state: &AppState, owner: &str, id: &str) -> ApiResult<()> {
+    let db = state.db();
+    if !db.backup_running_for_instance(id).await? {
+        return Ok(());
+    }
+    let mut marker: Option<String> = None;
+    loop {
+        let page = db
+            .backup_list(owner, Some(id), 500, marker.as_deref())
+            .await?;
+        for mut b in page.items {
+            if trove_db::BACKUP_RUNNING_STATES.contains(&b.state.as_str()) {
+                b.state = "FAILED".into();
+                db.backup_save(&b).await?;
+            }
+        }
+        match page.next_marker {
+            Some(m) => marker = Some(m),
+            None => return Ok(()),
+        }
+    }
+}
+
 /// Runs one instance action.
 pub async fn action(
     State(state): State<AppState>,
@@ -157,6 +182,7 @@ pub async fn action(
                 Ok(()) | Err(DbError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
+            fail_running_backups(&state, &owner, &id).await?;
         }
         Action::PromoteToReplicaSource | Action::EjectReplicaSource => {
             let rule = if action == Action::PromoteToReplicaSource {
