@@ -11,7 +11,7 @@
 //! * [`manager`]: the [`manager::DatastoreManager`] trait the RPC layer will dispatch to, its
 //!   request/response types, paging and filesystem statistics.
 //! * [`mariadb`] and [`postgres`]: the two implementations, each with its on-disk layout.
-//! * [`error`]: [`error::GuestError`].
+//! * [`error`]: the crate's error type, [`error::GuestError`].
 
 pub mod error;
 pub mod manager;
@@ -26,5 +26,5 @@ pub use error::{GuestError, Result};
 pub use manager::{DatastoreManager, FilesystemStats, ManagerConfig, Page, PrepareRequest};
 pub use mariadb::MariaDbManager;
 pub use models::{Database, User};
-// pub use postgres::PostgresManager;
+pub use postgres::PostgresManager;
 pub use status::ServiceStatus;

@@ -416,8 +416,10 @@ impl MariaDbManager {
     }
 
     async fn start_locked(&self) -> Result<()> {
-        if let Liveness::Alive(_) = self.process.liveness() {
-            return self.wait_healthy(&self.admin_options()).await;
+        match self.process.liveness() {
+            Liveness::Alive(_) => return self.wait_healthy(&self.admin_options()).await,
+            Liveness::Vanished(_) => self.process.clear_leftovers().await,
+            Liveness::Stopped => {}
         }
         self.process.forget()?;
         let pid = self.spawn_server()?;

@@ -1,1 +1,1080 @@
-//! PostgreSQL manager.
+//! PostgreSQL manager: runs `postgres` as the unprivileged service account for one instance
+//! and administers it over its unix socket as the `postgres` superuser.
+//!
+//! On-disk layout under the instance's mount point (`<mount>`):
+//!
+//! ```text
+//! <mount>/                          owned by the service user
+//! ├── data/
+//! │   ├── pgdata/                   PGDATA (initdb, 0700, service user)
+//! │   └── wal_archive/              WAL archive directory (reported in filesystem stats)
+//! ├── etc/
+//! │   ├── postgresql.conf           base configuration (`config_contents` or rendered from the
+//! │   │                             flavor's RAM) + the instance's fixed settings +
+//! │   │                             `include_dir = '<mount>/etc/conf.d'`
+//! │   ├── pg_hba.conf               access rules (below)
+//! │   └── conf.d/
+//! │       ├── 20-user-overrides.conf     configuration group values (`update_overrides`)
+//! │       └── 30-runtime-overrides.conf  values applied live (`apply_overrides` + reload)
+//! ├── run/                          unix socket directory (0700, service user only) and
+//! │                                 server.pid (written by the agent, removed on stop)
+//! ├── log/server.log                server output
+//! └── .guestagent/                  prepare markers (start, end)
+//! ```
+//!
+//! Access (`pg_hba.conf`): over the socket `postgres` is trusted (only root and the service
+//! account can reach the socket directory) and everyone else uses `scram-sha-256`; over TCP
+//! `postgres` is rejected and everyone else uses `scram-sha-256`. There is no `os_admin`
+//! account: as in Trove, the agent is `postgres` over the socket. "Root" is a role named
+//! `root` with SUPERUSER CREATEDB CREATEROLE INHERIT REPLICATION BYPASSRLS LOGIN; disabling it
+//! takes those away and removes its password (it may own objects, so it is not dropped).
+//!
+//! The address, port and socket directory are also given on the command line so overrides
+//! cannot move them. Stopping sends SIGINT (fast shutdown).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use rustix::process::Signal;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Row};
+
+use crate::error::{GuestError, Result};
+use crate::manager::{
+    check_overrides, filesystem_stats, generate_password, mkdir, paginate, write_file,
+    DatastoreManager, FilesystemStats, ManagerConfig, Overrides, Page, PrepareRequest,
+};
+use crate::mariadb::{log_tail, run_checked};
+use crate::models::{
+    validate_databases, validate_users, Database, Flavor, User, UserAttributes, UserPassword,
+    DEFAULT_HOST,
+};
+use crate::process::{Liveness, ServerProcess};
+use crate::sql::{pg_ident, pg_literal};
+use crate::status::ServiceStatus;
+
+const FLAVOR: Flavor = Flavor::Postgres;
+/// The superuser the agent connects as.
+pub const SUPERUSER: &str = "postgres";
+/// The role "enable root" manages.
+pub const ROOT_ROLE: &str = "root";
+const ROOT_ATTRS: &str = "SUPERUSER CREATEDB CREATEROLE INHERIT REPLICATION BYPASSRLS LOGIN";
+
+/// The files of one instance (see the module doc).
+#[derive(Debug, Clone)]
+pub struct PgLayout {
+    /// `<mount>`.
+    pub mount: PathBuf,
+    /// `<mount>/data`.
+    pub data_root: PathBuf,
+    /// `<mount>/data/pgdata`.
+    pub pgdata: PathBuf,
+    /// `<mount>/data/wal_archive`.
+    pub wal_archive: PathBuf,
+    /// `<mount>/etc`.
+    pub etc_dir: PathBuf,
+    /// `<mount>/etc/postgresql.conf`.
+    pub conf: PathBuf,
+    /// `<mount>/etc/pg_hba.conf`.
+    pub hba: PathBuf,
+    /// `<mount>/etc/conf.d`.
+    pub overrides_dir: PathBuf,
+    /// `<mount>/run` (socket directory).
+    pub run_dir: PathBuf,
+    /// `<mount>/log`.
+    pub log_dir: PathBuf,
+}
+
+impl PgLayout {
+    /// The layout under `mount`.
+    pub fn new(mount: &Path) -> Self {
+        PgLayout {
+            mount: mount.to_path_buf(),
+            data_root: mount.join("data"),
+            pgdata: mount.join("data/pgdata"),
+            wal_archive: mount.join("data/wal_archive"),
+            etc_dir: mount.join("etc"),
+            conf: mount.join("etc/postgresql.conf"),
+            hba: mount.join("etc/pg_hba.conf"),
+            overrides_dir: mount.join("etc/conf.d"),
+            run_dir: mount.join("run"),
+            log_dir: mount.join("log"),
+        }
+    }
+
+    /// `<mount>/etc/conf.d/20-user-overrides.conf`.
+    pub fn user_overrides(&self) -> PathBuf {
+        self.overrides_dir.join("20-user-overrides.conf")
+    }
+
+    /// `<mount>/etc/conf.d/30-runtime-overrides.conf`.
+    pub fn runtime_overrides(&self) -> PathBuf {
+        self.overrides_dir.join("30-runtime-overrides.conf")
+    }
+}
+
+fn conf_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Renders the RAM-dependent part of `postgresql.conf`.
+pub fn render_sizing(memory_mb: u64) -> String {
+    let ram = memory_mb.max(128);
+    format!(
+        "# Rendered by trove-guestagent for a flavor with {ram} MB of RAM.\n\
+         max_connections = 100\n\
+         shared_buffers = {sb}MB\n\
+         effective_cache_size = {ec}MB\n\
+         maintenance_work_mem = {mw}MB\n\
+         work_mem = 4MB\n\
+         max_wal_size = 1GB\n",
+        sb = (ram / 4).max(16),
+        ec = (ram * 3 / 4).max(64),
+        mw = (ram / 16).clamp(16, 2048),
+    )
+}
+
+/// Renders `pg_hba.conf` (see the module doc).
+pub fn render_hba() -> String {
+    "# Written by trove-guestagent.\n\
+     local   all   postgres                trust\n\
+     local   all   all                     scram-sha-256\n\
+     host    all   postgres   0.0.0.0/0    reject\n\
+     host    all   postgres   ::/0         reject\n\
+     host    all   all        0.0.0.0/0    scram-sha-256\n\
+     host    all   all        ::/0         scram-sha-256\n"
+        .to_string()
+}
+
+fn override_value_conf(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::Bool(true) => "on".into(),
+        serde_json::Value::Bool(false) => "off".into(),
+        serde_json::Value::String(s) => conf_quote(s),
+        other => other.to_string(),
+    }
+}
+
+/// Renders an overrides file (`name = value` lines).
+pub fn render_overrides(overrides: &Overrides) -> Result<String> {
+    check_overrides(overrides)?;
+    let mut out = String::new();
+    for (k, v) in overrides {
+        out.push_str(&format!("{k} = {}\n", override_value_conf(v)));
+    }
+    Ok(out)
+}
+
+/// Statements creating a role for `user` (its grants need per-database connections and are
+/// planned by [`plan_grant`]).
+pub fn plan_create_role(user: &User) -> Result<String> {
+    Ok(format!(
+        "CREATE ROLE {} WITH LOGIN PASSWORD {}",
+        pg_ident(&user.name)?,
+        pg_literal(user.password.as_deref().unwrap_or_default())?
+    ))
+}
+
+/// Statements granting `role` everything on `db`: `(database to run in, statement)`.
+pub fn plan_grant(role: &str, db: &str) -> Result<Vec<(Option<String>, String)>> {
+    Ok(vec![
+        (
+            None,
+            format!(
+                "GRANT ALL PRIVILEGES ON DATABASE {} TO {}",
+                pg_ident(db)?,
+                pg_ident(role)?
+            ),
+        ),
+        (
+            Some(db.to_string()),
+            format!("GRANT ALL ON SCHEMA public TO {}", pg_ident(role)?),
+        ),
+    ])
+}
+
+/// Statement creating a database.
+pub fn plan_create_database(db: &Database) -> Result<String> {
+    let mut s = format!("CREATE DATABASE {}", pg_ident(&db.name)?);
+    if let Some(cs) = &db.character_set {
+        s.push_str(&format!(" ENCODING {}", pg_literal(cs)?));
+    }
+    if let Some(co) = &db.collate {
+        s.push_str(&format!(
+            " LC_COLLATE {} LC_CTYPE {}",
+            pg_literal(co)?,
+            pg_literal(co)?
+        ));
+    }
+    if db.character_set.is_some() || db.collate.is_some() {
+        s.push_str(" TEMPLATE template0");
+    }
+    Ok(s)
+}
+
+/// Paths of the PostgreSQL programs.
+#[derive(Debug, Clone)]
+pub struct PgBinaries {
+    /// Directory with `initdb` and `postgres`.
+    pub bin_dir: PathBuf,
+}
+
+impl Default for PgBinaries {
+    fn default() -> Self {
+        PgBinaries {
+            bin_dir: "/usr/lib/postgresql/15/bin".into(),
+        }
+    }
+}
+
+/// The PostgreSQL [`DatastoreManager`].
+pub struct PostgresManager {
+    config: ManagerConfig,
+    binaries: PgBinaries,
+    layout: PgLayout,
+    process: ServerProcess,
+    pool: tokio::sync::Mutex<Option<PgPool>>,
+    lifecycle: tokio::sync::Mutex<()>,
+    transient: std::sync::Mutex<Option<ServiceStatus>>,
+}
+
+impl std::fmt::Debug for PostgresManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresManager")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresManager {
+    /// A manager for the instance described by `config`, with Debian's PostgreSQL 15.
+    pub fn new(config: ManagerConfig) -> Self {
+        Self::with_binaries(config, PgBinaries::default())
+    }
+
+    /// A manager using other binaries.
+    pub fn with_binaries(config: ManagerConfig, binaries: PgBinaries) -> Self {
+        let layout = PgLayout::new(&config.mount_point);
+        let process = ServerProcess::new(
+            layout.run_dir.join("server.pid"),
+            layout.log_dir.join("server.log"),
+        )
+        .with_stop_signal(Signal::INT);
+        PostgresManager {
+            config,
+            binaries,
+            layout,
+            process,
+            pool: tokio::sync::Mutex::new(None),
+            lifecycle: tokio::sync::Mutex::new(()),
+            transient: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The instance's files.
+    pub fn layout(&self) -> &PgLayout {
+        &self.layout
+    }
+
+    fn set_transient(&self, s: Option<ServiceStatus>) {
+        *self.transient.lock().unwrap_or_else(|e| e.into_inner()) = s;
+    }
+
+    fn options(&self, database: &str) -> PgConnectOptions {
+        PgConnectOptions::new()
+            .host(&self.layout.run_dir.to_string_lossy())
+            .port(self.config.port)
+            .username(SUPERUSER)
+            .database(database)
+            .options([("standard_conforming_strings", "on")])
+            .disable_statement_logging()
+    }
+
+    async fn pool(&self) -> Result<PgPool> {
+        let mut guard = self.pool.lock().await;
+        if let Some(p) = guard.as_ref() {
+            return Ok(p.clone());
+        }
+        let p = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(Duration::from_secs(15))
+            .idle_timeout(Duration::from_secs(60))
+            .connect_lazy_with(self.options(SUPERUSER));
+        *guard = Some(p.clone());
+        Ok(p)
+    }
+
+    async fn drop_pool(&self) {
+        if let Some(p) = self.pool.lock().await.take() {
+            p.close().await;
+        }
+    }
+
+    async fn admin(&self) -> Result<PgPool> {
+        if !matches!(self.process.liveness(), Liveness::Alive(_)) {
+            return Err(GuestError::NotRunning);
+        }
+        self.pool().await
+    }
+
+    /// Runs statements, each in the admin database or in the named one.
+    async fn apply(&self, pool: &PgPool, plan: &[(Option<String>, String)]) -> Result<()> {
+        for (db, stmt) in plan {
+            match db {
+                None => {
+                    sqlx::raw_sql(stmt).execute(pool).await?;
+                }
+                Some(db) => {
+                    let one = PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(self.options(db))
+                        .await?;
+                    let r = sqlx::raw_sql(stmt).execute(&one).await;
+                    one.close().await;
+                    r?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> bool {
+        let attempt = async {
+            let mut c = PgConnection::connect_with(&self.options(SUPERUSER)).await?;
+            c.ping().await?;
+            c.close().await
+        };
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), attempt).await,
+            Ok(Ok(()))
+        )
+    }
+
+    async fn wait_healthy(&self) -> Result<()> {
+        let wait = self.config.state_change_wait_time;
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.process.liveness() {
+                Liveness::Alive(_) => {
+                    if self.ping().await {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    return Err(GuestError::Command {
+                        program: "postgres".into(),
+                        detail: format!(
+                            "exited during start-up; log: {}",
+                            log_tail(&self.layout.log_dir.join("server.log"))
+                        ),
+                    })
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(GuestError::Timeout {
+                    wanted: "healthy",
+                    secs: wait.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn spawn_server(&self) -> Result<i32> {
+        let l = &self.layout;
+        let mut cmd = tokio::process::Command::new(self.binaries.bin_dir.join("postgres"));
+        cmd.arg("-D")
+            .arg(&l.pgdata)
+            .arg("-c")
+            .arg(format!("config_file={}", l.conf.display()))
+            .arg("-c")
+            .arg(format!("listen_addresses={}", self.config.bind_address))
+            .arg("-c")
+            .arg(format!("port={}", self.config.port))
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", l.run_dir.display()))
+            .current_dir(&l.mount);
+        self.config.service_user.apply(&mut cmd);
+        self.process.spawn(cmd)
+    }
+
+    async fn start_locked(&self) -> Result<()> {
+        match self.process.liveness() {
+            Liveness::Alive(_) => return self.wait_healthy().await,
+            Liveness::Vanished(_) => self.process.clear_leftovers().await,
+            Liveness::Stopped => {}
+        }
+        self.process.forget()?;
+        let pid = self.spawn_server()?;
+        tracing::info!(pid, address = %self.config.bind_address, port = self.config.port, "postgres started");
+        self.wait_healthy().await
+    }
+
+    async fn stop_locked(&self) -> Result<()> {
+        self.drop_pool().await;
+        self.process
+            .terminate(self.config.state_change_wait_time)
+            .await
+    }
+
+    fn make_dirs(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let l = &self.layout;
+        let su = &self.config.service_user;
+        mkdir(&l.mount)?;
+        su.chown(&l.mount)?;
+        for d in [
+            &l.data_root,
+            &l.wal_archive,
+            &l.etc_dir,
+            &l.overrides_dir,
+            &l.run_dir,
+            &l.log_dir,
+        ] {
+            mkdir(d)?;
+            su.chown(d)?;
+        }
+        std::fs::set_permissions(&l.run_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| GuestError::io("securing the socket directory", e))?;
+        Ok(())
+    }
+
+    fn write_config(&self, req: &PrepareRequest) -> Result<()> {
+        let l = &self.layout;
+        let mut conf = match &req.config_contents {
+            Some(c) => format!("{c}\n"),
+            None => render_sizing(req.memory_mb),
+        };
+        conf.push_str(&format!(
+            "\n# Instance settings (trove-guestagent).\n\
+             data_directory = {}\n\
+             hba_file = {}\n\
+             ident_file = {}\n\
+             listen_addresses = {}\n\
+             port = {}\n\
+             unix_socket_directories = {}\n\
+             unix_socket_permissions = 0700\n\
+             password_encryption = 'scram-sha-256'\n\
+             logging_collector = off\n\
+             include_dir = {}\n",
+            conf_quote(&l.pgdata.to_string_lossy()),
+            conf_quote(&l.hba.to_string_lossy()),
+            conf_quote(&l.pgdata.join("pg_ident.conf").to_string_lossy()),
+            conf_quote(&self.config.bind_address.to_string()),
+            self.config.port,
+            conf_quote(&l.run_dir.to_string_lossy()),
+            conf_quote(&l.overrides_dir.to_string_lossy()),
+        ));
+        write_file(&l.conf, conf.as_bytes(), 0o644)?;
+        write_file(&l.hba, render_hba().as_bytes(), 0o644)?;
+        if !req.overrides.is_empty() {
+            write_file(
+                &l.user_overrides(),
+                render_overrides(&req.overrides)?.as_bytes(),
+                0o644,
+            )?;
+        }
+        Ok(())
+    }
+
+    async fn initdb(&self) -> Result<()> {
+        if self.layout.pgdata.join("PG_VERSION").exists() {
+            tracing::info!("PGDATA already initialised");
+            return Ok(());
+        }
+        let mut cmd = tokio::process::Command::new(self.binaries.bin_dir.join("initdb"));
+        cmd.arg("-D")
+            .arg(&self.layout.pgdata)
+            .args([
+                "-U",
+                SUPERUSER,
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+            ])
+            .args(["--encoding=UTF8", "--no-locale", "--no-instructions"])
+            .current_dir(&self.layout.mount);
+        self.config.service_user.apply(&mut cmd);
+        run_checked(cmd, "initdb").await
+    }
+
+    async fn do_prepare(&self, req: &PrepareRequest) -> Result<()> {
+        validate_databases(FLAVOR, &req.databases)?;
+        validate_users(FLAVOR, &req.users)?;
+        check_overrides(&req.overrides)?;
+        if let Some(p) = &req.root_password {
+            FLAVOR.check_password(p)?;
+        }
+        self.stop_locked().await?;
+        self.make_dirs()?;
+        self.write_config(req)?;
+        self.initdb().await?;
+        self.process.forget()?;
+        self.spawn_server()?;
+        self.wait_healthy().await
+    }
+
+    async fn existing_databases(&self, pool: &PgPool) -> Result<Vec<Database>> {
+        let rows = sqlx::query(
+            "SELECT datname::text, pg_encoding_to_char(encoding)::text, datcollate::text FROM pg_database WHERE NOT datistemplate",
+        )
+        .fetch_all(pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Database {
+                name: r.get(0),
+                character_set: r.get(1),
+                collate: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn role_exists(&self, pool: &PgPool, name: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_roles WHERE rolname = $1")
+            .bind(name)
+            .fetch_one(pool)
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn require_role(&self, pool: &PgPool, name: &str) -> Result<()> {
+        if self.role_exists(pool, name).await? {
+            Ok(())
+        } else {
+            Err(GuestError::NotFound(format!(
+                "User {name}@% cannot be found on the instance."
+            )))
+        }
+    }
+
+    async fn access_of(&self, pool: &PgPool, name: &str) -> Result<Vec<Database>> {
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT datname::text FROM pg_database WHERE NOT datistemplate AND has_database_privilege($1, oid, 'CREATE') ORDER BY datname",
+        )
+        .bind(name)
+        .fetch_all(pool)
+        .await?;
+        Ok(names
+            .into_iter()
+            .filter(|d| !FLAVOR.is_reserved_db(d))
+            .map(Database::new)
+            .collect())
+    }
+
+    async fn require_database(&self, pool: &PgPool, name: &str) -> Result<()> {
+        if self
+            .existing_databases(pool)
+            .await?
+            .iter()
+            .any(|d| d.name == name)
+        {
+            Ok(())
+        } else {
+            Err(GuestError::NotFound(format!(
+                "Database {name} cannot be found on the instance."
+            )))
+        }
+    }
+
+    fn host_of(hostname: Option<&str>) -> Result<&str> {
+        let host = hostname.unwrap_or(DEFAULT_HOST);
+        FLAVOR.check_host(host)?;
+        Ok(host)
+    }
+
+    fn dir_size(path: &Path) -> u64 {
+        let mut total = 0;
+        if let Ok(rd) = std::fs::read_dir(path) {
+            for e in rd.flatten() {
+                match e.metadata() {
+                    Ok(m) if m.is_dir() => total += Self::dir_size(&e.path()),
+                    Ok(m) => total += m.len(),
+                    Err(_) => {}
+                }
+            }
+        }
+        total
+    }
+}
+
+#[async_trait]
+impl DatastoreManager for PostgresManager {
+    fn name(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn is_prepared(&self) -> bool {
+        self.config.prepare_end_marker().exists()
+    }
+
+    async fn prepare(&self, request: PrepareRequest) -> Result<()> {
+        let guard = self.lifecycle.lock().await;
+        self.config.begin_install()?;
+        self.set_transient(Some(ServiceStatus::Building));
+        tracing::info!(request = ?request, "preparing PostgreSQL");
+        if let Err(e) = self.do_prepare(&request).await {
+            tracing::error!(error = %e, "prepare failed");
+            self.set_transient(Some(ServiceStatus::Failed));
+            return Err(e);
+        }
+        self.config.end_install()?;
+        self.set_transient(None);
+        drop(guard);
+        if !request.databases.is_empty() {
+            self.create_databases(request.databases.clone()).await?;
+        }
+        if !request.users.is_empty() {
+            self.create_users(request.users.clone()).await?;
+        }
+        if let Some(pw) = request.root_password.clone() {
+            self.enable_root(Some(pw)).await?;
+        }
+        Ok(())
+    }
+
+    async fn start(&self) -> Result<()> {
+        let _g = self.lifecycle.lock().await;
+        self.start_locked().await
+    }
+
+    async fn stop(&self) -> Result<()> {
+        let _g = self.lifecycle.lock().await;
+        self.stop_locked().await
+    }
+
+    async fn restart(&self) -> Result<()> {
+        let _g = self.lifecycle.lock().await;
+        self.set_transient(Some(ServiceStatus::Restarting));
+        let r = async {
+            self.stop_locked().await?;
+            self.start_locked().await
+        }
+        .await;
+        self.set_transient(None);
+        r
+    }
+
+    async fn status(&self) -> ServiceStatus {
+        if let Some(s) = *self.transient.lock().unwrap_or_else(|e| e.into_inner()) {
+            return s;
+        }
+        if !self.config.prepare_start_marker().exists() {
+            return ServiceStatus::New;
+        }
+        match self.process.liveness() {
+            Liveness::Alive(_) => {
+                if self.ping().await {
+                    ServiceStatus::Healthy
+                } else {
+                    ServiceStatus::Running
+                }
+            }
+            Liveness::Stopped => ServiceStatus::Shutdown,
+            Liveness::Vanished(_) => ServiceStatus::Crashed,
+        }
+    }
+
+    async fn create_databases(&self, databases: Vec<Database>) -> Result<()> {
+        validate_databases(FLAVOR, &databases)?;
+        let pool = self.admin().await?;
+        let existing: Vec<String> = self
+            .existing_databases(&pool)
+            .await?
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        let mut plan = Vec::new();
+        for db in databases.iter().filter(|d| !existing.contains(&d.name)) {
+            plan.push((None, plan_create_database(db)?));
+        }
+        self.apply(&pool, &plan).await
+    }
+
+    async fn list_databases(
+        &self,
+        limit: Option<usize>,
+        marker: Option<String>,
+        include_marker: bool,
+    ) -> Result<Page<Database>> {
+        let pool = self.admin().await?;
+        let dbs: Vec<Database> = self
+            .existing_databases(&pool)
+            .await?
+            .into_iter()
+            .filter(|d| !FLAVOR.is_reserved_db(&d.name))
+            .collect();
+        Ok(paginate(
+            dbs,
+            |d| d.name.clone(),
+            limit,
+            marker.as_deref(),
+            include_marker,
+        ))
+    }
+
+    async fn delete_database(&self, database: Database) -> Result<()> {
+        FLAVOR.validate_database(&database)?;
+        let pool = self.admin().await?;
+        self.require_database(&pool, &database.name).await?;
+        self.apply(
+            &pool,
+            &[(None, format!("DROP DATABASE {}", pg_ident(&database.name)?))],
+        )
+        .await
+    }
+
+    async fn create_users(&self, users: Vec<User>) -> Result<()> {
+        validate_users(FLAVOR, &users)?;
+        let pool = self.admin().await?;
+        let existing: Vec<String> = self
+            .existing_databases(&pool)
+            .await?
+            .into_iter()
+            .map(|d| d.name)
+            .collect();
+        let mut plan = Vec::new();
+        for u in &users {
+            if self.role_exists(&pool, &u.name).await? {
+                return Err(GuestError::AlreadyExists(format!(
+                    "A user with the name \"{}\" already exists.",
+                    u.name
+                )));
+            }
+            plan.push((None, plan_create_role(u)?));
+            for db in &u.databases {
+                if !existing.contains(&db.name) {
+                    return Err(GuestError::NotFound(format!(
+                        "Database {} cannot be found on the instance.",
+                        db.name
+                    )));
+                }
+                plan.extend(plan_grant(&u.name, &db.name)?);
+            }
+        }
+        self.apply(&pool, &plan).await
+    }
+
+    async fn list_users(
+        &self,
+        limit: Option<usize>,
+        marker: Option<String>,
+        include_marker: bool,
+    ) -> Result<Page<User>> {
+        let pool = self.admin().await?;
+        let names: Vec<String> =
+            sqlx::query_scalar("SELECT rolname::text FROM pg_roles WHERE rolcanlogin")
+                .fetch_all(&pool)
+                .await?;
+        let mut users = Vec::new();
+        for name in names
+            .into_iter()
+            .filter(|n| !FLAVOR.is_reserved_user(n) && !n.starts_with("pg_"))
+        {
+            let databases = self.access_of(&pool, &name).await?;
+            users.push(User {
+                name,
+                password: None,
+                host: Some(DEFAULT_HOST.into()),
+                databases,
+                is_root: false,
+            });
+        }
+        Ok(paginate(
+            users,
+            User::key,
+            limit,
+            marker.as_deref(),
+            include_marker,
+        ))
+    }
+
+    async fn get_user(&self, username: &str, hostname: Option<&str>) -> Result<Option<User>> {
+        let host = Self::host_of(hostname)?;
+        FLAVOR.validate_user_ref(username, host)?;
+        let pool = self.admin().await?;
+        if !self.role_exists(&pool, username).await? {
+            return Ok(None);
+        }
+        let databases = self.access_of(&pool, username).await?;
+        Ok(Some(User {
+            name: username.into(),
+            password: None,
+            host: Some(host.into()),
+            databases,
+            is_root: false,
+        }))
+    }
+
+    async fn delete_user(&self, user: User) -> Result<()> {
+        FLAVOR.validate_user_ref(&user.name, user.host())?;
+        let pool = self.admin().await?;
+        self.require_role(&pool, &user.name).await?;
+        let role = pg_ident(&user.name)?;
+        let mut plan = Vec::new();
+        // Objects it owns go to postgres, its privileges go away, in every database.
+        for db in self.existing_databases(&pool).await? {
+            plan.push((
+                Some(db.name.clone()),
+                format!("REASSIGN OWNED BY {role} TO {SUPERUSER}"),
+            ));
+            plan.push((Some(db.name), format!("DROP OWNED BY {role}")));
+        }
+        plan.push((None, format!("DROP ROLE {role}")));
+        self.apply(&pool, &plan).await
+    }
+
+    async fn change_passwords(&self, users: Vec<UserPassword>) -> Result<()> {
+        for u in &users {
+            FLAVOR.validate_user_ref(&u.name, Self::host_of(u.host.as_deref())?)?;
+            FLAVOR.check_password(&u.password)?;
+        }
+        let pool = self.admin().await?;
+        let mut plan = Vec::new();
+        for u in &users {
+            self.require_role(&pool, &u.name).await?;
+            plan.push((
+                None,
+                format!(
+                    "ALTER ROLE {} WITH PASSWORD {}",
+                    pg_ident(&u.name)?,
+                    pg_literal(&u.password)?
+                ),
+            ));
+        }
+        self.apply(&pool, &plan).await
+    }
+
+    async fn update_attributes(
+        &self,
+        username: &str,
+        hostname: Option<&str>,
+        attrs: UserAttributes,
+    ) -> Result<()> {
+        let host = Self::host_of(hostname)?;
+        FLAVOR.validate_user_ref(username, host)?;
+        if let Some(h) = &attrs.host {
+            FLAVOR.check_host(h)?;
+        }
+        let new_name = attrs.name.as_deref().unwrap_or(username);
+        FLAVOR.validate_user_ref(new_name, DEFAULT_HOST)?;
+        if let Some(p) = &attrs.password {
+            FLAVOR.check_password(p)?;
+        }
+        let pool = self.admin().await?;
+        self.require_role(&pool, username).await?;
+        let mut plan = Vec::new();
+        if new_name != username {
+            if self.role_exists(&pool, new_name).await? {
+                return Err(GuestError::AlreadyExists(format!(
+                    "A user with the name \"{new_name}\" already exists."
+                )));
+            }
+            plan.push((
+                None,
+                format!(
+                    "ALTER ROLE {} RENAME TO {}",
+                    pg_ident(username)?,
+                    pg_ident(new_name)?
+                ),
+            ));
+        }
+        if let Some(p) = &attrs.password {
+            plan.push((
+                None,
+                format!(
+                    "ALTER ROLE {} WITH PASSWORD {}",
+                    pg_ident(new_name)?,
+                    pg_literal(p)?
+                ),
+            ));
+        }
+        self.apply(&pool, &plan).await
+    }
+
+    async fn grant_access(
+        &self,
+        username: &str,
+        hostname: Option<&str>,
+        databases: Vec<String>,
+    ) -> Result<()> {
+        FLAVOR.validate_user_ref(username, Self::host_of(hostname)?)?;
+        let dbs: Vec<Database> = databases.into_iter().map(Database::new).collect();
+        validate_databases(FLAVOR, &dbs)?;
+        let pool = self.admin().await?;
+        self.require_role(&pool, username).await?;
+        let mut plan = Vec::new();
+        for d in &dbs {
+            self.require_database(&pool, &d.name).await?;
+            plan.extend(plan_grant(username, &d.name)?);
+        }
+        self.apply(&pool, &plan).await
+    }
+
+    async fn revoke_access(
+        &self,
+        username: &str,
+        hostname: Option<&str>,
+        database: &str,
+    ) -> Result<()> {
+        FLAVOR.validate_user_ref(username, Self::host_of(hostname)?)?;
+        FLAVOR.validate_database(&Database::new(database))?;
+        let pool = self.admin().await?;
+        self.require_role(&pool, username).await?;
+        if !self
+            .access_of(&pool, username)
+            .await?
+            .iter()
+            .any(|d| d.name == database)
+        {
+            return Err(GuestError::NotFound(format!(
+                "Database {database} cannot be found on the instance."
+            )));
+        }
+        let (role, db) = (pg_ident(username)?, pg_ident(database)?);
+        self.apply(
+            &pool,
+            &[
+                (
+                    None,
+                    format!("REVOKE ALL PRIVILEGES ON DATABASE {db} FROM {role}"),
+                ),
+                (
+                    Some(database.to_string()),
+                    format!("REVOKE ALL ON SCHEMA public FROM {role}"),
+                ),
+            ],
+        )
+        .await
+    }
+
+    async fn list_access(&self, username: &str, hostname: Option<&str>) -> Result<Vec<Database>> {
+        FLAVOR.validate_user_ref(username, Self::host_of(hostname)?)?;
+        let pool = self.admin().await?;
+        self.require_role(&pool, username).await?;
+        self.access_of(&pool, username).await
+    }
+
+    async fn enable_root(&self, password: Option<String>) -> Result<User> {
+        let password = password.unwrap_or_else(|| generate_password(self.config.password_length));
+        FLAVOR.check_password(&password)?;
+        let pool = self.admin().await?;
+        let verb = if self.role_exists(&pool, ROOT_ROLE).await? {
+            "ALTER"
+        } else {
+            "CREATE"
+        };
+        let stmt = format!(
+            "{verb} ROLE {} WITH {ROOT_ATTRS} PASSWORD {}",
+            pg_ident(ROOT_ROLE)?,
+            pg_literal(&password)?
+        );
+        self.apply(&pool, &[(None, stmt)]).await?;
+        Ok(User {
+            name: ROOT_ROLE.into(),
+            password: Some(password),
+            host: Some(DEFAULT_HOST.into()),
+            databases: Vec::new(),
+            is_root: true,
+        })
+    }
+
+    async fn disable_root(&self) -> Result<()> {
+        let pool = self.admin().await?;
+        if !self.role_exists(&pool, ROOT_ROLE).await? {
+            return Ok(());
+        }
+        let stmt = format!(
+            "ALTER ROLE {} WITH NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOLOGIN PASSWORD NULL",
+            pg_ident(ROOT_ROLE)?
+        );
+        self.apply(&pool, &[(None, stmt)]).await
+    }
+
+    async fn is_root_enabled(&self) -> Result<bool> {
+        let pool = self.admin().await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_roles WHERE rolname = $1 AND rolsuper AND rolcanlogin",
+        )
+        .bind(ROOT_ROLE)
+        .fetch_one(&pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    async fn get_filesystem_stats(&self, path: Option<&Path>) -> Result<FilesystemStats> {
+        let mut st = filesystem_stats(path.unwrap_or(&self.config.mount_point))?;
+        st.mgr_extra_info = serde_json::json!({
+            "wal_size": Self::dir_size(&self.layout.pgdata.join("pg_wal")),
+            "wal_archive_size": Self::dir_size(&self.layout.wal_archive),
+        });
+        Ok(st)
+    }
+
+    async fn update_overrides(&self, overrides: Overrides, remove: bool) -> Result<()> {
+        let file = self.layout.user_overrides();
+        if remove {
+            return match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    Err(GuestError::io("removing overrides", e))
+                }
+                _ => Ok(()),
+            };
+        }
+        write_file(&file, render_overrides(&overrides)?.as_bytes(), 0o644)
+    }
+
+    async fn apply_overrides(&self, overrides: Overrides) -> Result<()> {
+        write_file(
+            &self.layout.runtime_overrides(),
+            render_overrides(&overrides)?.as_bytes(),
+            0o644,
+        )?;
+        let pool = self.admin().await?;
+        sqlx::query("SELECT pg_reload_conf()")
+            .execute(&pool)
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_and_grant_plans_quote() {
+        let u = User::new("we\"ird", "it's");
+        assert_eq!(
+            plan_create_role(&u).unwrap(),
+            "CREATE ROLE \"we\"\"ird\" WITH LOGIN PASSWORD 'it''s'"
+        );
+        let g = plan_grant("a", "d;b").unwrap();
+        assert_eq!(g[0].1, "GRANT ALL PRIVILEGES ON DATABASE \"d;b\" TO \"a\"");
+        assert_eq!(g[1].0.as_deref(), Some("d;b"));
+    }
+
+    #[test]
+    fn database_plan() {
+        let db = Database {
+            name: "x".into(),
+            character_set: Some("UTF8".into()),
+            collate: Some("C".into()),
+        };
+        assert_eq!(
+            plan_create_database(&db).unwrap(),
+            "CREATE DATABASE \"x\" ENCODING 'UTF8' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        );
+    }
+
+    #[test]
+    fn overrides_quoted() {
+        let mut o = Overrides::new();
+        o.insert("work_mem".into(), "8MB".into());
+        o.insert("jit".into(), false.into());
+        assert_eq!(
+            render_overrides(&o).unwrap(),
+            "jit = off\nwork_mem = '8MB'\n"
+        );
+    }
+}

@@ -74,8 +74,26 @@ impl ServiceUser {
             return Ok(u);
         }
         let uid_free = lookup_passwd_by_uid(uid).is_none();
+        // Trove's default gid is the uid: make the group with that id when it is free.
+        if !group_exists(name) {
+            let mut g = std::process::Command::new("groupadd");
+            g.arg("--system");
+            if !gid_taken(uid) {
+                g.args(["--gid", &uid.to_string()]);
+            }
+            let out = g
+                .arg(name)
+                .output()
+                .map_err(|e| GuestError::io("running groupadd", e))?;
+            if !out.status.success() && !group_exists(name) {
+                return Err(GuestError::Command {
+                    program: "groupadd".into(),
+                    detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+        }
         let mut cmd = std::process::Command::new("useradd");
-        cmd.args(["--system", "--user-group", "--no-create-home"])
+        cmd.args(["--system", "--gid", name, "--no-create-home"])
             .args(["--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin"]);
         if uid_free {
             cmd.args(["--uid", &uid.to_string()]);
@@ -124,6 +142,25 @@ impl ServiceUser {
     }
 }
 
+fn group_entries() -> Vec<(String, u32)> {
+    std::fs::read_to_string("/etc/group")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            Some((f.first()?.to_string(), f.get(2)?.parse().ok()?))
+        })
+        .collect()
+}
+
+fn group_exists(name: &str) -> bool {
+    group_entries().iter().any(|(n, _)| n == name)
+}
+
+fn gid_taken(gid: u32) -> bool {
+    group_entries().iter().any(|(_, g)| *g == gid)
+}
+
 fn lookup_passwd_by_uid(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|line| {
@@ -141,6 +178,29 @@ pub enum Liveness {
     Stopped,
     /// The pid file is there but the process is gone: it died without being asked to.
     Vanished(i32),
+}
+
+/// True when a live (non-zombie) process is in process group `pgid`. Zombies are ignored: an
+/// orphaned child may wait a while for whoever reaps orphans on this host.
+pub fn group_alive(pgid: i32) -> bool {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        let name = e.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            return false;
+        };
+        let Some(i) = stat.rfind(')') else {
+            return false;
+        };
+        // After the command name: state, ppid, pgrp.
+        let f: Vec<&str> = stat[i + 1..].split_whitespace().take(3).collect();
+        f.len() == 3 && !matches!(f[0], "Z" | "X") && f[2].parse::<i32>().ok() == Some(pgid)
+    })
 }
 
 /// True when `pid` exists and is not a zombie.
@@ -176,12 +236,37 @@ fn signal(pid: i32, sig: Signal, group: bool) {
 pub struct ServerProcess {
     pid_file: PathBuf,
     log_file: PathBuf,
+    stop_signal: Signal,
 }
 
 impl ServerProcess {
     /// A supervisor using `pid_file` and appending the server's output to `log_file`.
     pub fn new(pid_file: PathBuf, log_file: PathBuf) -> Self {
-        ServerProcess { pid_file, log_file }
+        ServerProcess {
+            pid_file,
+            log_file,
+            stop_signal: Signal::TERM,
+        }
+    }
+
+    /// Uses `sig` instead of SIGTERM to ask the server to stop (PostgreSQL: SIGINT, "fast"
+    /// shutdown, which does not wait for clients to disconnect).
+    pub fn with_stop_signal(mut self, sig: Signal) -> Self {
+        self.stop_signal = sig;
+        self
+    }
+
+    /// After a crash: kills what is left of the server's process group (PostgreSQL's
+    /// backends outlive a killed postmaster for a moment) and waits until it is empty.
+    pub async fn clear_leftovers(&self) {
+        let Some(pid) = self.recorded_pid().and_then(Pid::from_raw) else {
+            return;
+        };
+        let _ = rustix::process::kill_process_group(pid, Signal::KILL);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while group_alive(pid.as_raw_nonzero().get()) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The pid recorded in the pid file, if any.
@@ -238,11 +323,11 @@ impl ServerProcess {
         Ok(pid)
     }
 
-    /// Stops the server on purpose: SIGTERM, wait up to `wait`, then SIGKILL to the whole
+    /// Stops the server on purpose: the stop signal (SIGTERM by default), wait up to `wait`, then SIGKILL to the whole
     /// group; removes the pid file either way.
     pub async fn terminate(&self, wait: Duration) -> Result<()> {
         if let Liveness::Alive(pid) = self.liveness() {
-            signal(pid, Signal::TERM, false);
+            signal(pid, self.stop_signal, false);
             let deadline = Instant::now() + wait;
             while pid_alive(pid) && Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(100)).await;
