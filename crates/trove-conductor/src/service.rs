@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::{Map, Value};
+use tracing::Instrument;
 use trove_config::Config;
 use trove_db::Db;
 use trove_rpc::api::conductor::CONDUCTOR_VERSION;
@@ -102,7 +103,14 @@ struct CountingHandler {
 #[async_trait]
 impl MessageHandler for CountingHandler {
     async fn handle(&self, message: Map<String, Value>) -> Result<Value, RemoteError> {
-        let result = self.endpoint.handle(message).await;
+        // The claimed sender, so a rejection logged by the endpoint names the instance.
+        let tag = message
+            .get(&format!("_context_{INSTANCE_ID_TAG}"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let span = tracing::info_span!("conductor", sender.instance_id = %tag);
+        let result = self.endpoint.handle(message).instrument(span).await;
         self.conductor.count_finished(&result);
         result
     }

@@ -18,8 +18,20 @@ use trove_rpc::{RpcContext, Transport};
 /// `inst_rpc_key_encr_key` of the test configuration (Trove's default).
 pub const MASTER_KEY: &str = "emYjgHFqfXNB1NGehAFIUeoyw4V4XwWHEaKP";
 
+/// Sends the conductor's logs to the test output (shown with `--nocapture`).
+pub fn init_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
 /// A configuration whose conductor consumes `topic`.
 pub fn config(topic: &str) -> Config {
+    init_logging();
     let mut c = Config::default();
     c.default.conductor_queue = topic.to_owned();
     c.default.inst_rpc_key_encr_key = MASTER_KEY.into();
@@ -199,9 +211,18 @@ pub async fn single_conductor_scenario(
         .cast(&guest_ctx(), &heartbeat(&b, "healthy", base))
         .await
         .unwrap();
-    n += 3;
+    // A clear context cannot claim to come from the instance (only a decrypted tag can).
+    let claims_b = RpcContext {
+        instance_id: Some(b.clone()),
+        ..Default::default()
+    };
+    clear_b
+        .cast(&claims_b, &heartbeat(&b, "healthy", base))
+        .await
+        .unwrap();
+    n += 4;
     let s = wait_received(&servers, n).await;
-    assert_eq!(s.rejected, 3, "{s:?}");
+    assert_eq!(s.rejected, 4, "{s:?}");
     assert_eq!(status(db, &b).await, ServiceStatus::New);
     assert_eq!(db.conductor_last_seen(&b, "heartbeat").await.unwrap(), None);
 
@@ -222,8 +243,31 @@ pub async fn single_conductor_scenario(
         .unwrap();
     n += 1;
     let s = wait_received(&servers, n).await;
-    assert_eq!(s.rejected, 4, "{s:?}");
+    assert_eq!(s.rejected, 5, "{s:?}");
     assert_eq!(status(db, &c).await, ServiceStatus::Running);
+
+    // A heartbeat without a status only stamps updated_at (the liveness signal).
+    db.service_status_update(&c, ServiceStatus::Running)
+        .await
+        .unwrap();
+    let before = db.service_status_get(&c).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    clear_c
+        .cast(
+            &guest_ctx(),
+            &ConductorRequest::Heartbeat {
+                instance_id: c.clone(),
+                payload: json!({}),
+                sent: Some(base + 5.0),
+            },
+        )
+        .await
+        .unwrap();
+    n += 1;
+    wait_received(&servers, n).await;
+    let after = db.service_status_get(&c).await.unwrap();
+    assert_eq!(after.status(), Some(ServiceStatus::Running));
+    assert!(after.updated_at > before.updated_at, "{before:?} {after:?}");
 
     // An unknown description is an error and writes nothing (not even the last seen).
     clear_c
@@ -236,7 +280,7 @@ pub async fn single_conductor_scenario(
     assert_eq!(status(db, &c).await, ServiceStatus::Running);
     assert_eq!(
         db.conductor_last_seen(&c, "heartbeat").await.unwrap(),
-        Some(base)
+        Some(base + 5.0)
     );
 
     // RESTART_REQUIRED is not overwritten by a heartbeat.
@@ -380,10 +424,10 @@ pub async fn single_conductor_scenario(
         s,
         ConductorStats {
             received: n,
-            applied: 9,
+            applied: 10,
             stale: 3,
             ignored: 3,
-            rejected: 4,
+            rejected: 5,
             failed: 1
         }
     );
