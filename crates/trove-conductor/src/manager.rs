@@ -2,7 +2,7 @@
 //!
 //! | Method | Effect |
 //! |---|---|
-//! | `heartbeat` | stale filter; RESTART_REQUIRED is kept; description -> status code; `updated_at = now` |
+//! | `heartbeat` | stale filter; a stored RESTART_REQUIRED is kept (the whole message is ignored, `updated_at` included, as in Trove); description -> status code; `updated_at = now` (also without a status) |
 //! | `update_backup` | stale filter; only the named backup of the named instance; known columns copied |
 //! | `report_root` | a `root_enabled_history` row unless a live one exists |
 //! | `notify_end` | logged (Trove-rs emits no oslo notifications) |

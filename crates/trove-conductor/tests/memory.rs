@@ -77,3 +77,44 @@ async fn run_serves_until_shutdown() {
     api.heartbeat(&guest_ctx(), &id, "shutdown").await.unwrap();
     assert_eq!(transport.pending(&topic), 1);
 }
+
+#[tokio::test]
+async fn concurrent_heartbeats_of_one_instance_end_in_the_newest_status() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let transport = InMemoryTransport::new();
+    let topic = unique_topic();
+    let server = trove_conductor::start(&config(&topic), t.db().clone(), &transport)
+        .await
+        .unwrap();
+    let (id, key) = add_instance(t.db(), true).await;
+    let api = ConductorApi::new(Arc::new(transport.clone()), &topic, &id, key);
+    // 40 heartbeats in a scrambled order; the newest one says "healthy", all others
+    // "shutdown". They are handled concurrently, yet the newest must win.
+    let base = 1_764_000_000.0_f64;
+    let count = 40u64;
+    for i in 0..count {
+        let k = (i * 17) % count; // a permutation of 0..count
+        let status = if k == count - 1 {
+            "healthy"
+        } else {
+            "shutdown"
+        };
+        api.cast(
+            &guest_ctx(),
+            &heartbeat(&id, status, base + k as f64 / 1000.0),
+        )
+        .await
+        .unwrap();
+    }
+    let s = wait_received(&[&server], count).await;
+    assert_eq!(s.applied + s.stale, count, "{s:?}");
+    assert_eq!(
+        t.db().service_status_get(&id).await.unwrap().status(),
+        Some(ServiceStatus::Healthy)
+    );
+    assert_eq!(
+        t.db().conductor_last_seen(&id, "heartbeat").await.unwrap(),
+        Some(base + (count - 1) as f64 / 1000.0)
+    );
+    server.stop().await;
+}
