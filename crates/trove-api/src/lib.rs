@@ -20,6 +20,41 @@
 //!
 //! The API is wire-compatible with Trove for python-troveclient 8.11 and
 //! `openstack database ...`; `shared/spec/api*.md` holds the facts it follows.
+//!
+//! Wiring a server (what a `trove-api` binary does):
+//!
+//! ```no_run
+//! # async fn run(cfg: trove_config::Config, transport: std::sync::Arc<dyn trove_rpc::Transport>)
+//! #     -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use trove_api::{auth, policy::Enforcer, taskmanager::RpcTaskManager, ApiApp};
+//! use trove_rpc::api::taskmanager::TaskManagerApi;
+//!
+//! let db = trove_db::Db::connect(cfg.database.connection.expose_secret()).await?;
+//! let enforcer = Enforcer::load(cfg.oslo_policy.policy_file.as_ref(), None)?
+//!     .with_admin_roles(cfg.default.admin_roles.clone());
+//! let authenticator = auth::authenticator_from_config(&cfg)?;
+//! let key = cfg
+//!     .default
+//!     .enable_secure_rpc_messaging
+//!     .then(|| cfg.default.taskmanager_rpc_encr_key.expose_secret().to_string());
+//! let tm = TaskManagerApi::new(transport, &cfg.default.taskmanager_queue, key);
+//! let listener =
+//!     tokio::net::TcpListener::bind((cfg.default.bind_host, cfg.default.bind_port)).await?;
+//! let router = ApiApp::builder(
+//!     Arc::new(cfg),
+//!     db,
+//!     Arc::new(enforcer),
+//!     authenticator,
+//!     Some(Arc::new(RpcTaskManager::new(tm))),
+//! )
+//! .build();
+//! trove_api::serve(listener, router, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await?;
+//! # Ok(()) }
+//! ```
 
 pub mod app;
 pub mod auth;
