@@ -32,7 +32,7 @@
 # with keystone and gunicorn is built once and reused (default target/venvs/keystone).
 #
 # Environment: KEYSTONE_VENV (virtualenv path), KEYSTONE_VERSION (30.0.0), PYTHON
-# (python3), ADMIN_PASSWORD, DEMO_PASSWORD, SERVICE_PASSWORD, REGION, WORKERS (2).
+# (python3), ADMIN_PASSWORD, DEMO_PASSWORD, SERVICE_PASSWORD, REGION, WORKERS (1).
 #
 # Keystone 30 has no keystone-wsgi-public script and reads sys.argv through oslo.config
 # when it is imported, so gunicorn loads a two-line shim (DIR/keystone_app.py) that
@@ -64,7 +64,9 @@ admin_pw=${ADMIN_PASSWORD:-admin}
 demo_pw=${DEMO_PASSWORD:-demo}
 service_pw=${SERVICE_PASSWORD:-trove}
 region=${REGION:-RegionOne}
-workers=${WORKERS:-2}
+# One worker by default: SQLite allows one writer, and password logins write (last active
+# time), so concurrent logins across workers fail with "database is locked" otherwise.
+workers=${WORKERS:-1}
 
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
@@ -180,7 +182,7 @@ if [ "$done_id" != "$setup_id" ] || [ "$reset" = 1 ]; then
 [DEFAULT]
 use_stderr = true
 [database]
-connection = sqlite:///$dir/keystone.db
+connection = sqlite:///$dir/keystone.db?timeout=60
 [token]
 provider = fernet
 # one day: tests revoke tokens explicitly instead of waiting for them to expire
