@@ -29,7 +29,7 @@ enum TopCommand {
         output_file: Option<PathBuf>,
     },
     #[command(flatten)]
-    Db(trove_manage::Command),
+    Db(Box<trove_manage::Command>),
 }
 
 fn main() -> ExitCode {
@@ -54,7 +54,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             return Ok(());
         }
-        TopCommand::Db(command) => command,
+        TopCommand::Db(command) => *command,
     };
     let config = trove::load_config(&cli.config)?;
     trove::init_logging(config.default.debug);
