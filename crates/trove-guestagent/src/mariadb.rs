@@ -320,10 +320,14 @@ impl MariaDbManager {
         if let Some(p) = guard.as_ref() {
             return Ok(p.clone());
         }
+        // Every admin session runs without NO_BACKSLASH_ESCAPES, whatever the global
+        // sql_mode (a tenant with root may change it), so the escaping rule is the same on
+        // every connection of the pool; `admin` still checks it.
         let p = MySqlPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(15))
             .idle_timeout(Duration::from_secs(60))
+            .after_connect(normalise_sql_mode)
             .connect_lazy_with(self.admin_options());
         *guard = Some(p.clone());
         Ok(p)
@@ -337,8 +341,8 @@ impl MariaDbManager {
 
     /// One admin connection and the escaping rule its session uses.
     /// An admin pool and the escaping rule of its sessions. Every connection of the pool
-    /// has the same `sql_mode` (the server's global one plus what the client adds at connect
-    /// time), so one look decides the escaping for all.
+    /// normalises its `sql_mode` when it connects (see `pool`), so one look decides the
+    /// escaping for all.
     async fn admin(&self) -> Result<(MySqlPool, MysqlEscaping)> {
         if !matches!(self.process.liveness(), Liveness::Alive(_)) {
             return Err(GuestError::NotRunning);
@@ -635,6 +639,24 @@ impl MariaDbManager {
         dbs.dedup();
         Ok(dbs)
     }
+}
+
+type ConnectHook<'c> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), sqlx::Error>> + Send + 'c>>;
+
+/// Removes `NO_BACKSLASH_ESCAPES` from a new admin session's `sql_mode`.
+fn normalise_sql_mode<'c>(
+    conn: &'c mut MySqlConnection,
+    _meta: sqlx::pool::PoolConnectionMetadata,
+) -> ConnectHook<'c> {
+    Box::pin(async move {
+        sqlx::query(
+            "SET SESSION sql_mode = TRIM(BOTH ',' FROM REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), ',NO_BACKSLASH_ESCAPES,', ','))",
+        )
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
 }
 
 fn read_cnf_password(path: &Path) -> Option<String> {

@@ -5,24 +5,24 @@
 //! [`ServiceStatus::description`] to the conductor.
 //!
 //! ```text
-//!                 prepare()
-//!     NEW ──────────────────────> BUILDING ──(prepare fails)──> FAILED ("failed to spawn")
-//!                                    │
-//!                                    │ server spawned, answers queries
-//!                                    v
-//!   start() ┌──────────────────> HEALTHY <─────────────┐
-//!           │                     │  ^  │              │ query answers again
-//!           │      query fails,   │  │  │              │
-//!           │      process alive  v  │  │           RUNNING (process alive, not answering:
-//!           │                  RUNNING ─┘  │                    starting up or overloaded)
-//!           │                              │
-//!       SHUTDOWN <──────── stop() ─────────┤
-//!  (pid file removed on purpose)           │ process gone, pid file still there
-//!           ^                              v
-//!           └──────── stop() ─────────  CRASHED ──start()──> HEALTHY
+//!   NEW ──prepare()──> BUILDING ──fails──> FAILED ("failed to spawn"; prepare may be retried)
+//!                         │
+//!                         │ server initialised, started, secured, answers
+//!                         v
+//!        ┌──────────> HEALTHY <──────── query answers again ───────┐
+//!        │             │   │                                        │
+//!        │             │   └── process alive, query fails ──>  RUNNING
+//!        │             │                                   (starting, stopped, overloaded)
+//!        │             ├── stop() ──────────────────────>  SHUTDOWN (pid file removed)
+//!        │             ├── restart() ──> RESTARTING ──> HEALTHY
+//!        │             └── process gone, pid file left ─>  CRASHED
+//!        │                                                    │
+//!        └──────────────── start() (from SHUTDOWN or CRASHED) ┘
 //! ```
 //!
-//! Rules used by [`crate::process::ServerProcess::observe`] and the managers:
+//! Rules used by the managers' `status()`, from [`crate::process::ServerProcess::liveness`]
+//! and a query:
+//! * no prepare start marker -> [`ServiceStatus::New`];
 //! * process alive and a query succeeds -> [`ServiceStatus::Healthy`];
 //! * process alive, query fails -> [`ServiceStatus::Running`];
 //! * no process and no pid file (stopped on purpose, or never started) ->

@@ -321,6 +321,38 @@ async fn mariadb_accounts_databases_and_root() {
     assert_eq!(row.get::<u64, _>(0), 123);
     c.close().await.unwrap();
 
+    // With NO_BACKSLASH_ESCAPES in the global sql_mode, passwords are still written right.
+    let mut o = trove_guestagent::manager::Overrides::new();
+    o.insert(
+        "sql_mode".into(),
+        "NO_BACKSLASH_ESCAPES,STRICT_TRANS_TABLES".into(),
+    );
+    dm.apply_overrides(o).await.unwrap();
+    let fresh = MariaDbManager::new(inst.config.clone());
+    fresh
+        .create_users(vec![User::new("slash", NASTY_PASSWORD)])
+        .await
+        .unwrap();
+    tenant(&inst, "slash", NASTY_PASSWORD, None)
+        .await
+        .expect("login after sql_mode change")
+        .close()
+        .await
+        .unwrap();
+    dm.change_passwords(vec![trove_guestagent::models::UserPassword {
+        name: "slash".into(),
+        host: None,
+        password: "a\\b'c".into(),
+    }])
+    .await
+    .unwrap();
+    tenant(&inst, "slash", "a\\b'c", None)
+        .await
+        .expect("login after change")
+        .close()
+        .await
+        .unwrap();
+
     // File system statistics match df.
     let st = dm.get_filesystem_stats(None).await.unwrap();
     let (size, used) = df(inst.mount());
@@ -381,6 +413,12 @@ async fn mariadb_lifecycle() {
         .unwrap();
     c.ping().await.unwrap();
     c.close().await.unwrap();
+
+    // A frozen server is alive but does not answer: RUNNING, then HEALTHY again.
+    inst.signal_server("STOP");
+    assert_eq!(mgr.status().await, ServiceStatus::Running);
+    inst.signal_server("CONT");
+    assert_eq!(mgr.status().await, ServiceStatus::Healthy);
 
     // Stop on purpose, start again, restart.
     mgr.stop().await.unwrap();

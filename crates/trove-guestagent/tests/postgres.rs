@@ -329,6 +329,15 @@ async fn postgres_lifecycle() {
     let t0 = Instant::now();
     let inst = Instance::new(PORT);
     let mgr = PostgresManager::new(inst.config.clone());
+    // A prepare refused by validation starts nothing and reports FAILED; it may be retried.
+    let mut bad = request();
+    bad.users.push(User::new("postgres", "pw"));
+    assert!(matches!(
+        mgr.prepare(bad).await,
+        Err(GuestError::Reserved(_))
+    ));
+    assert_eq!(mgr.status().await, ServiceStatus::Failed);
+    assert!(inst.server_pid().is_none());
     let mut req = request();
     req.root_password = Some(NASTY_PASSWORD.into());
     mgr.prepare(req).await.expect("prepare");
@@ -358,6 +367,12 @@ async fn postgres_lifecycle() {
         .close()
         .await
         .unwrap();
+
+    // A frozen server is alive but does not answer: RUNNING, then HEALTHY again.
+    inst.signal_server("STOP");
+    assert_eq!(mgr.status().await, ServiceStatus::Running);
+    inst.signal_server("CONT");
+    assert_eq!(mgr.status().await, ServiceStatus::Healthy);
 
     // A tenant connection stays open while stopping: fast shutdown does not wait for it.
     let idle = tenant(&inst, "app", "s3cret-Pass", "orders").await.unwrap();

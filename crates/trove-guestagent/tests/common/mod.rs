@@ -77,6 +77,17 @@ impl Instance {
         ServerProcess::new(self.pid_file.clone(), PathBuf::new()).recorded_pid()
     }
 
+    /// Sends `kill -<sig>` to the server (e.g. `STOP`, `CONT`).
+    pub fn signal_server(&self, sig: &str) {
+        let pid = self.server_pid().expect("server pid");
+        let st = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
     /// Simulates a crash: SIGKILL to the server only (the pid file stays).
     pub fn kill_server_hard(&self) {
         let pid = self.server_pid().expect("server pid");
@@ -100,6 +111,9 @@ impl Drop for Instance {
         let sp = ServerProcess::new(self.pid_file.clone(), PathBuf::new());
         if let Some(pid) = sp.recorded_pid() {
             sp.kill_group();
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &pid.to_string()])
+                .status();
             for _ in 0..100 {
                 if !pid_alive(pid) {
                     break;
