@@ -8,6 +8,9 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::Context;
+
+mod rpc_taskmanager;
+pub use rpc_taskmanager::RpcTaskManager;
 use trove_config::{Config, ConfigArgs};
 
 /// Starts logging to standard error. `RUST_LOG` refines the filter; without it the level is
@@ -39,4 +42,72 @@ pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Arc<Config>> {
         eprintln!("warning: {warning}");
     }
     Ok(Arc::new(loaded.config))
+}
+
+/// Connects to the control database, retrying as `[database] max_retries` (-1: forever)
+/// and `retry_interval` say while it is unreachable.
+pub async fn connect_db(config: &Config) -> anyhow::Result<trove_db::Db> {
+    let url = config.database.connection.expose_secret();
+    let max_retries = config.database.max_retries;
+    let interval = std::time::Duration::from_secs(config.database.retry_interval.max(0) as u64);
+    let mut attempt: i64 = 0;
+    loop {
+        match trove_db::Db::connect(url).await {
+            Ok(db) => return Ok(db),
+            Err(e) if e.is_unavailable() && (max_retries < 0 || attempt < max_retries) => {
+                attempt += 1;
+                tracing::warn!(
+                    attempt,
+                    "control database unreachable ({e}); retrying in {} s",
+                    interval.as_secs()
+                );
+                tokio::time::sleep(interval).await;
+            }
+            Err(e) => {
+                return Err(e).context("connecting to the control database ([database] connection)")
+            }
+        }
+    }
+}
+
+/// AMQP settings from `[DEFAULT] control_exchange` and `[oslo_messaging_rabbit]`;
+/// `service` names the connection in RabbitMQ's management views.
+pub fn amqp_options(config: &Config, service: &str) -> trove_rpc::AmqpOptions {
+    let rabbit = &config.oslo_messaging_rabbit;
+    let secs = |s: i64| std::time::Duration::from_secs(s.max(0) as u64);
+    let mut opts = trove_rpc::AmqpOptions::with_exchange(config.default.control_exchange.clone());
+    opts.retry_interval = secs(rabbit.rabbit_retry_interval);
+    opts.retry_backoff = secs(rabbit.rabbit_retry_backoff);
+    opts.interval_max = secs(rabbit.rabbit_interval_max);
+    opts.heartbeat = u16::try_from(rabbit.heartbeat_timeout_threshold.max(0)).unwrap_or(u16::MAX);
+    if rabbit.rabbit_qos_prefetch_count > 0 {
+        opts.prefetch_count = u16::try_from(rabbit.rabbit_qos_prefetch_count).unwrap_or(u16::MAX);
+    }
+    opts.connection_name = Some(format!("{service}@{}", config.default.host));
+    opts
+}
+
+/// Completes on SIGINT or SIGTERM: the signal for a graceful stop.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for SIGINT: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
 }

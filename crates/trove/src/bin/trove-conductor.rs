@@ -12,12 +12,11 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
 use trove_config::{Config, ConfigArgs};
-use trove_rpc::{AmqpOptions, AmqpTransport, Transport};
+use trove_rpc::{AmqpTransport, Transport};
 
 /// Command line of trove-conductor.
 #[derive(Parser)]
@@ -53,8 +52,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
-    let db = connect_db(&config).await?;
-    let opts = amqp_options(&config);
+    let db = trove::connect_db(&config).await?;
+    let opts = trove::amqp_options(&config, "trove-conductor");
     let url = config.default.transport_url.expose_secret();
     let transport = AmqpTransport::connect_url(url, opts)
         .await
@@ -63,81 +62,11 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
         &config,
         db.clone(),
         Arc::new(transport.clone()) as Arc<dyn Transport>,
-        shutdown_signal(),
+        trove::shutdown_signal(),
     )
     .await
     .context("serving the conductor topic");
     transport.shutdown().await;
     db.close().await;
     result
-}
-
-/// Connects to the control database, retrying as `[database] max_retries` (-1: forever)
-/// and `retry_interval` say.
-async fn connect_db(config: &Config) -> anyhow::Result<trove_db::Db> {
-    let url = config.database.connection.expose_secret();
-    let max_retries = config.database.max_retries;
-    let interval = Duration::from_secs(config.database.retry_interval.max(0) as u64);
-    let mut attempt: i64 = 0;
-    loop {
-        match trove_db::Db::connect(url).await {
-            Ok(db) => return Ok(db),
-            Err(e) if e.is_unavailable() && (max_retries < 0 || attempt < max_retries) => {
-                attempt += 1;
-                tracing::warn!(
-                    attempt,
-                    "control database unreachable ({e}); retrying in {} s",
-                    interval.as_secs()
-                );
-                tokio::time::sleep(interval).await;
-            }
-            Err(e) => {
-                return Err(e).context("connecting to the control database ([database] connection)")
-            }
-        }
-    }
-}
-
-/// AMQP settings from `[DEFAULT] control_exchange` and `[oslo_messaging_rabbit]`.
-fn amqp_options(config: &Config) -> AmqpOptions {
-    let rabbit = &config.oslo_messaging_rabbit;
-    let secs = |s: i64| Duration::from_secs(s.max(0) as u64);
-    let mut opts = AmqpOptions::with_exchange(config.default.control_exchange.clone());
-    opts.retry_interval = secs(rabbit.rabbit_retry_interval);
-    opts.retry_backoff = secs(rabbit.rabbit_retry_backoff);
-    opts.interval_max = secs(rabbit.rabbit_interval_max);
-    opts.heartbeat = u16::try_from(rabbit.heartbeat_timeout_threshold.max(0)).unwrap_or(u16::MAX);
-    if rabbit.rabbit_qos_prefetch_count > 0 {
-        opts.prefetch_count = u16::try_from(rabbit.rabbit_qos_prefetch_count).unwrap_or(u16::MAX);
-    }
-    opts.connection_name = Some(format!("trove-conductor@{}", config.default.host));
-    opts
-}
-
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for SIGINT: {e}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => tracing::info!("SIGINT received"),
-        _ = term => tracing::info!("SIGTERM received"),
-    }
 }
