@@ -8,9 +8,6 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::Context;
-
-mod rpc_taskmanager;
-pub use rpc_taskmanager::RpcTaskManager;
 use trove_config::{Config, ConfigArgs};
 
 /// Starts logging to standard error. `RUST_LOG` refines the filter; without it the level is

@@ -18,8 +18,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use trove_api::policy::Enforcer;
-use trove_api::taskmanager::TaskManagerClient;
+use trove_api::taskmanager::{RpcTaskManager, TaskManagerClient};
 use trove_config::{Config, ConfigArgs};
+use trove_rpc::api::taskmanager::TaskManagerApi;
 use trove_rpc::{AmqpTransport, Transport};
 
 /// Command line of trove-api.
@@ -64,8 +65,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 /// The address to listen on; see the module doc for the `noauth` rule.
 fn listen_address(config: &Config) -> anyhow::Result<SocketAddr> {
     let host: IpAddr = config.default.bind_host;
-    let port = u16::try_from(config.default.bind_port)
-        .with_context(|| format!("[DEFAULT] bind_port = {}", config.default.bind_port))?;
+    let port = config.default.bind_port;
     if config.default.auth_strategy != "noauth" || host.is_loopback() {
         return Ok(SocketAddr::new(host, port));
     }
@@ -98,10 +98,19 @@ async fn serve(config: Arc<Config>, base_dir: Option<std::path::PathBuf>) -> any
     )
     .await
     .context("connecting to the message broker ([DEFAULT] transport_url)")?;
-    let taskmanager: Arc<dyn TaskManagerClient> = Arc::new(trove::RpcTaskManager::new(
-        Arc::new(transport.clone()) as Arc<dyn Transport>,
-        &config,
-    ));
+    let taskmanager_key = config.default.enable_secure_rpc_messaging.then(|| {
+        config
+            .default
+            .taskmanager_rpc_encr_key
+            .expose_secret()
+            .to_string()
+    });
+    let taskmanager: Arc<dyn TaskManagerClient> =
+        Arc::new(RpcTaskManager::new(TaskManagerApi::new(
+            Arc::new(transport.clone()) as Arc<dyn Transport>,
+            &config.default.taskmanager_queue,
+            taskmanager_key,
+        )));
     let router = trove_api::ApiApp::builder(
         config.clone(),
         db.clone(),
