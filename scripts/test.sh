@@ -18,6 +18,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 scripts/ensure-services.sh
+# python-troveclient 8.11 and python-openstackclient for the client compatibility tests.
+scripts/client-venv.sh >/dev/null
 
 cargo fmt --all -- --check
 

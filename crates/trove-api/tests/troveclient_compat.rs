@@ -1,8 +1,8 @@
 //! The real clients against the API: `openstack database ...` (python-troveclient 8.11's
 //! OSC plugin) with keystoneauth's `none` auth type pointed at a test server.
 //!
-//! Runs when the client virtualenv of `scripts/client-venv.sh` exists
-//! (`target/venvs/troveclient`); otherwise it says so and passes.
+//! Needs the client virtualenv that `scripts/client-venv.sh` makes
+//! (`target/venvs/troveclient`; the project's test command creates it) and fails without it.
 
 mod common;
 
@@ -10,10 +10,15 @@ use std::path::PathBuf;
 
 use common::{TestApp, PROJECT};
 
-fn openstack_bin() -> Option<PathBuf> {
+fn openstack_bin() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let bin = root.join("target/venvs/troveclient/bin/openstack");
-    bin.exists().then_some(bin)
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/client-venv.sh (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
 }
 
 async fn osc(bin: &PathBuf, app: &TestApp, args: &[&str]) -> (bool, String) {
@@ -36,10 +41,7 @@ async fn osc(bin: &PathBuf, app: &TestApp, args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openstack_database_commands_work() {
-    let Some(bin) = openstack_bin() else {
-        eprintln!("client virtualenv missing (scripts/client-venv.sh): not run");
-        return;
-    };
+    let bin = openstack_bin();
     let app = TestApp::start().await;
     app.seed().await;
 
