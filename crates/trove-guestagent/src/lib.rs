@@ -23,7 +23,9 @@ pub mod sql;
 pub mod status;
 
 pub use error::{GuestError, Result};
-pub use manager::{DatastoreManager, FilesystemStats, ManagerConfig, Page, PrepareRequest};
+pub use manager::{
+    manager_for, DatastoreManager, FilesystemStats, ManagerConfig, Page, PrepareRequest,
+};
 pub use mariadb::MariaDbManager;
 pub use models::{Database, User};
 pub use postgres::PostgresManager;

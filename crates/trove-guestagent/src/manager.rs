@@ -323,9 +323,12 @@ pub trait DatastoreManager: Send + Sync {
     /// True once `prepare` has completed (the end marker exists).
     fn is_prepared(&self) -> bool;
 
-    /// Initialises, configures and starts the server, secures it, then creates the requested
-    /// databases, users and root. Refused with [`GuestError::AlreadyPrepared`] (leaving the
-    /// server untouched) once a previous `prepare` finished.
+    /// Initialises, configures and starts the server, secures it, writes the end marker, then
+    /// creates the requested databases, users and root. Refused with
+    /// [`GuestError::AlreadyPrepared`] (leaving the server untouched) once a previous
+    /// `prepare` finished. A failure before the end marker leaves the status FAILED and may be
+    /// retried; a failure in the steps after it is returned but the instance stays prepared
+    /// (Trove only logs those).
     async fn prepare(&self, request: PrepareRequest) -> Result<()>;
 
     /// Starts the server if it is not running and waits until it answers queries.
@@ -421,9 +424,42 @@ pub trait DatastoreManager: Send + Sync {
     async fn apply_overrides(&self, overrides: Overrides) -> Result<()>;
 }
 
+/// The manager for a `datastore_manager` name, as the agent's start-up picks it: `mariadb`
+/// (and `mysql`, served by the same code against a MariaDB server) or `postgresql`.
+pub fn manager_for(
+    datastore_manager: &str,
+    config: ManagerConfig,
+) -> Result<Box<dyn DatastoreManager>> {
+    match datastore_manager {
+        "mariadb" | "mysql" => Ok(Box::new(crate::mariadb::MariaDbManager::new(config))),
+        "postgresql" => Ok(Box::new(crate::postgres::PostgresManager::new(config))),
+        other => Err(GuestError::NotSupported(format!(
+            "datastore manager {other}"
+        ))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn managers_are_shareable_trait_objects() {
+        fn assert_shareable<T: Send + Sync + 'static>() {}
+        assert_shareable::<Box<dyn DatastoreManager>>();
+        assert_shareable::<std::sync::Arc<dyn DatastoreManager>>();
+        let user = crate::process::ServiceUser::current();
+        let cfg = ManagerConfig::new("/nonexistent", "127.0.0.2".parse().unwrap(), 3306, user);
+        assert_eq!(
+            manager_for("mariadb", cfg.clone()).unwrap().name(),
+            "mariadb"
+        );
+        assert_eq!(
+            manager_for("postgresql", cfg.clone()).unwrap().name(),
+            "postgresql"
+        );
+        assert!(manager_for("redis", cfg).is_err());
+    }
 
     #[test]
     fn paging() {

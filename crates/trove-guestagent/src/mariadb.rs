@@ -19,10 +19,14 @@
 //! │   ├── mysqld.pid               written by the server
 //! │   └── server.pid               written by the agent on start, removed on stop
 //! ├── log/server.log               server output (error log)
+//! ├── tmp/                         the server's temporary files (not the shared /tmp)
 //! └── .guestagent/                 prepare markers (start, end)
 //! ```
 //!
-//! The listening address, port, socket, datadir and pid file are given on the command line so
+//! When the agent runs as root, `mariadb-install-db --user=<service user>` owns the datadir to
+//! the service account and the server itself is started with that uid/gid (so `--user` is not
+//! needed). The listening address, port, socket, datadir and pid file are given on the command
+//! line so
 //! configuration overrides cannot move them. `--skip-name-resolve` is forced, so a TCP client
 //! is known by its IP address and never matches a `localhost` account.
 //!
@@ -98,6 +102,8 @@ pub struct MariaDbLayout {
     pub socket: PathBuf,
     /// `<mount>/log`.
     pub log_dir: PathBuf,
+    /// `<mount>/tmp`: the server's private temporary directory.
+    pub tmp_dir: PathBuf,
 }
 
 impl MariaDbLayout {
@@ -113,6 +119,7 @@ impl MariaDbLayout {
             run_dir: mount.join("run"),
             socket: mount.join("run/mysqld.sock"),
             log_dir: mount.join("log"),
+            tmp_dir: mount.join("tmp"),
         }
     }
 
@@ -412,6 +419,7 @@ impl MariaDbManager {
             ))
             .arg(format!("--bind-address={}", self.config.bind_address))
             .arg(format!("--port={}", self.config.port))
+            .arg(format!("--tmpdir={}", l.tmp_dir.display()))
             .arg("--skip-name-resolve")
             .arg("--skip-networking=0")
             .current_dir(&l.mount);
@@ -449,6 +457,7 @@ impl MariaDbManager {
             &l.overrides_dir,
             &l.run_dir,
             &l.log_dir,
+            &l.tmp_dir,
         ] {
             mkdir(d)?;
             su.chown(d)?;
@@ -471,6 +480,9 @@ impl MariaDbManager {
             .arg("--auth-root-authentication-method=normal")
             .arg("--skip-test-db")
             .arg("--skip-name-resolve")
+            // Passed on to the bootstrap server: a shared /tmp lets concurrent
+            // initialisations trip over each other's temporary tables.
+            .arg(format!("--tmpdir={}", self.layout.tmp_dir.display()))
             .current_dir(&self.layout.mount);
         if self.config.service_user.needs_switch() {
             cmd.arg(format!("--user={}", self.config.service_user.name));
@@ -687,14 +699,21 @@ pub(crate) async fn run_checked(mut cmd: tokio::process::Command, program: &str)
     }
     let mut detail = String::from_utf8_lossy(&out.stderr).into_owned();
     detail.push_str(&String::from_utf8_lossy(&out.stdout));
-    let tail: Vec<&str> = detail.lines().rev().take(10).collect();
+    // The lines that say what failed, else the end of the output.
+    let errors: Vec<&str> = detail
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("rror:") || l.contains("FATAL"))
+        .take(10)
+        .collect();
+    let lines: Vec<&str> = if errors.is_empty() {
+        let tail: Vec<&str> = detail.lines().rev().take(10).collect();
+        tail.into_iter().rev().collect()
+    } else {
+        errors
+    };
     Err(GuestError::Command {
         program: program.into(),
-        detail: format!(
-            "{}: {}",
-            out.status,
-            tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-        ),
+        detail: format!("{}: {}", out.status, lines.join(" | ")),
     })
 }
 

@@ -326,6 +326,9 @@ impl ServerProcess {
     /// Stops the server on purpose: the stop signal (SIGTERM by default), wait up to `wait`, then SIGKILL to the whole
     /// group; removes the pid file either way.
     pub async fn terminate(&self, wait: Duration) -> Result<()> {
+        if let Liveness::Vanished(_) = self.liveness() {
+            self.clear_leftovers().await;
+        }
         if let Liveness::Alive(pid) = self.liveness() {
             signal(pid, self.stop_signal, false);
             let deadline = Instant::now() + wait;

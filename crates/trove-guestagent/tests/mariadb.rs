@@ -426,8 +426,25 @@ async fn mariadb_lifecycle() {
     assert!(tenant(&inst, "app", "s3cret-Pass", None).await.is_err());
     mgr.start().await.unwrap();
     assert_eq!(mgr.status().await, ServiceStatus::Healthy);
+    let mut o = trove_guestagent::manager::Overrides::new();
+    o.insert("max_connections".into(), 77.into());
+    mgr.update_overrides(o, false).await.unwrap();
     let before = inst.server_pid().unwrap();
     mgr.restart().await.unwrap();
+    let mut c = tenant(&inst, "root", NASTY_PASSWORD, None).await.unwrap();
+    let n: u64 = sqlx::query_scalar("SELECT @@GLOBAL.max_connections")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 77, "user overrides apply after a restart");
+    c.close().await.unwrap();
+    mgr.update_overrides(Default::default(), true)
+        .await
+        .unwrap();
+    assert!(!inst
+        .mount()
+        .join("etc/conf.d/20-user-overrides.cnf")
+        .exists());
     assert_ne!(inst.server_pid().unwrap(), before);
     assert_eq!(mgr.status().await, ServiceStatus::Healthy);
     assert_eq!(

@@ -340,7 +340,26 @@ async fn postgres_lifecycle() {
     assert!(inst.server_pid().is_none());
     let mut req = request();
     req.root_password = Some(NASTY_PASSWORD.into());
+    req.config_contents = Some("max_connections = 42\nshared_buffers = 32MB\n".into());
+    req.overrides.insert("work_mem".into(), "5MB".into());
     mgr.prepare(req).await.expect("prepare");
+    let mut c = tenant(&inst, "root", NASTY_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    let mc: String = sqlx::query_scalar("SHOW max_connections")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    let wm: String = sqlx::query_scalar("SHOW work_mem")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        (mc.as_str(), wm.as_str()),
+        ("42", "5MB"),
+        "config_contents and overrides used"
+    );
+    c.close().await.unwrap();
     assert_eq!(mgr.status().await, ServiceStatus::Healthy);
     tenant(&inst, "root", NASTY_PASSWORD, "postgres")
         .await
