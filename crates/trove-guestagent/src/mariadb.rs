@@ -35,7 +35,6 @@
 //! and non-local root accounts are dropped. "Enable root" creates `root@'%'`.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -51,7 +50,7 @@ use crate::models::{
     validate_databases, validate_users, Database, Flavor, User, UserAttributes, UserPassword,
     DEFAULT_HOST,
 };
-use crate::process::{Liveness, ServerProcess};
+use crate::process::{log_tail, run_checked, Liveness, ServerProcess};
 use crate::sql::{mysql_account, mysql_ident, mysql_literal, MysqlEscaping};
 use crate::status::ServiceStatus;
 
@@ -680,43 +679,6 @@ fn read_cnf_password(path: &Path) -> Option<String> {
     })
 }
 
-/// The last lines of a log file, for error messages.
-pub(crate) fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(8)..].join(" | ")
-}
-
-/// Runs a helper program to completion; a non-zero exit becomes [`GuestError::Command`].
-pub(crate) async fn run_checked(mut cmd: tokio::process::Command, program: &str) -> Result<()> {
-    let out = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| GuestError::io(format!("running {program}"), e))?;
-    if out.status.success() {
-        return Ok(());
-    }
-    let mut detail = String::from_utf8_lossy(&out.stderr).into_owned();
-    detail.push_str(&String::from_utf8_lossy(&out.stdout));
-    // The lines that say what failed, else the end of the output.
-    let errors: Vec<&str> = detail
-        .lines()
-        .filter(|l| l.contains("ERROR") || l.contains("rror:") || l.contains("FATAL"))
-        .take(10)
-        .collect();
-    let lines: Vec<&str> = if errors.is_empty() {
-        let tail: Vec<&str> = detail.lines().rev().take(10).collect();
-        tail.into_iter().rev().collect()
-    } else {
-        errors
-    };
-    Err(GuestError::Command {
-        program: program.into(),
-        detail: format!("{}: {}", out.status, lines.join(" | ")),
-    })
-}
-
 async fn exec_all(pool: &MySqlPool, stmts: &[String]) -> Result<()> {
     for s in stmts {
         sqlx::raw_sql(s).execute(pool).await?;
@@ -1173,12 +1135,6 @@ impl DatastoreManager for MariaDbManager {
         }
         exec_all(&pool, &plan).await
     }
-}
-
-/// Not used by the manager itself: parses an address for configuration code.
-pub fn parse_bind_address(s: &str) -> Result<std::net::IpAddr> {
-    std::net::IpAddr::from_str(s)
-        .map_err(|_| GuestError::InvalidValue(format!("'{s}' is not an IP address.")))
 }
 
 #[cfg(test)]

@@ -45,12 +45,11 @@ use crate::manager::{
     check_overrides, filesystem_stats, generate_password, mkdir, paginate, write_file,
     DatastoreManager, FilesystemStats, ManagerConfig, Overrides, Page, PrepareRequest,
 };
-use crate::mariadb::{log_tail, run_checked};
 use crate::models::{
     validate_databases, validate_users, Database, Flavor, User, UserAttributes, UserPassword,
     DEFAULT_HOST,
 };
-use crate::process::{Liveness, ServerProcess};
+use crate::process::{log_tail, run_checked, Liveness, ServerProcess};
 use crate::sql::{pg_ident, pg_literal};
 use crate::status::ServiceStatus;
 

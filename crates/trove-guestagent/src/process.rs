@@ -367,3 +367,40 @@ impl ServerProcess {
         }
     }
 }
+
+/// The last lines of a log file, for error messages.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(8)..].join(" | ")
+}
+
+/// Runs a helper program to completion; a non-zero exit becomes [`GuestError::Command`].
+pub async fn run_checked(mut cmd: tokio::process::Command, program: &str) -> Result<()> {
+    let out = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| GuestError::io(format!("running {program}"), e))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let mut detail = String::from_utf8_lossy(&out.stderr).into_owned();
+    detail.push_str(&String::from_utf8_lossy(&out.stdout));
+    // The lines that say what failed, else the end of the output.
+    let errors: Vec<&str> = detail
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("rror:") || l.contains("FATAL"))
+        .take(10)
+        .collect();
+    let lines: Vec<&str> = if errors.is_empty() {
+        let tail: Vec<&str> = detail.lines().rev().take(10).collect();
+        tail.into_iter().rev().collect()
+    } else {
+        errors
+    };
+    Err(GuestError::Command {
+        program: program.into(),
+        detail: format!("{}: {}", out.status, lines.join(" | ")),
+    })
+}
