@@ -33,16 +33,16 @@ pub struct PrepareRequest {
     /// Flavor RAM in MB; sizes buffers in the rendered configuration.
     pub memory_mb: u64,
     /// Databases to create once the server is up.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub databases: Vec<Database>,
     /// Users to create (with their grants) once the server is up.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub users: Vec<User>,
     /// If set, root is enabled with this password at the end.
     #[serde(default)]
     pub root_password: Option<String>,
     /// User overrides from the instance's configuration group.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub overrides: Overrides,
     /// Rendered configuration file from the controller; a default from `memory_mb` if `None`.
     #[serde(default)]
@@ -71,6 +71,15 @@ impl std::fmt::Debug for PrepareRequest {
             .field("mount_point", &self.mount_point)
             .finish()
     }
+}
+
+/// Reads JSON `null` as the type's default (Trove sends `null` for absent lists and objects).
+fn null_as_default<'de, D, T>(d: D) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Where and how the instance's server runs. Fixed for the life of the agent.
@@ -459,6 +468,33 @@ mod tests {
             "postgresql"
         );
         assert!(manager_for("redis", cfg).is_err());
+    }
+
+    #[test]
+    fn prepare_arguments_from_the_wire() {
+        // The argument dict of a `prepare` cast as the taskmanager sends it.
+        let args = serde_json::json!({
+            "packages": ["mariadb"], "memory_mb": 2048, "device_path": "/dev/vdb",
+            "mount_point": "/var/lib/mysql", "backup_info": null,
+            "config_contents": "[mysqld]\nport = 3306\n", "root_password": null,
+            "overrides": null, "cluster_config": null, "snapshot": null, "modules": null,
+            "ds_version": "10.11",
+            "databases": [{"_name": "orders", "_character_set": "utf8mb4", "_collate": "utf8mb4_general_ci"}],
+            "users": [{"_name": "app", "_password": "pw", "_host": "%", "_databases": [{"_name": "orders"}]}]
+        });
+        let req: PrepareRequest = serde_json::from_value(args).unwrap();
+        assert_eq!(req.memory_mb, 2048);
+        assert_eq!(req.databases[0].character_set.as_deref(), Some("utf8mb4"));
+        assert_eq!(req.users[0].databases[0].name, "orders");
+        assert!(req.overrides.is_empty());
+        assert_eq!(req.mount_point.as_deref(), Some("/var/lib/mysql"));
+        assert!(!format!("{req:?}").contains("\"pw\""));
+        let none: PrepareRequest =
+            serde_json::from_value(serde_json::json!({"memory_mb": 1, "users": null})).unwrap();
+        assert!(none.users.is_empty());
+        let page: Page<Database> =
+            serde_json::from_value(serde_json::json!([[{"_name": "a"}], "a"])).unwrap();
+        assert_eq!(page.next_marker.as_deref(), Some("a"));
     }
 
     #[test]
