@@ -23,6 +23,7 @@ use trove_config::Config;
 use trove_db::Db;
 
 use crate::auth::Authenticator;
+use crate::guest::GuestClientFactory;
 use crate::policy::Enforcer;
 use crate::ratelimit::{default_limits, Limit, RateLimiter};
 use crate::taskmanager::TaskManagerClient;
@@ -40,6 +41,7 @@ struct Inner {
     enforcer: Arc<Enforcer>,
     authenticator: Arc<dyn Authenticator>,
     taskmanager: Option<Arc<dyn TaskManagerClient>>,
+    guests: Option<Arc<dyn GuestClientFactory>>,
     /// Per-project request counters (in memory, per process).
     limiter: RateLimiter,
 }
@@ -74,6 +76,11 @@ impl AppState {
     pub fn limiter(&self) -> &RateLimiter {
         &self.inner.limiter
     }
+
+    /// The guest clients, if this API was built with them (see [`ApiAppBuilder::guests`]).
+    pub fn guests(&self) -> Option<&dyn GuestClientFactory> {
+        self.inner.guests.as_deref()
+    }
 }
 
 /// Entry point of the API; see [`ApiApp::builder`].
@@ -100,6 +107,7 @@ impl ApiApp {
             enforcer,
             authenticator,
             taskmanager,
+            guests: None,
             body_limit,
             limits,
         }
@@ -114,6 +122,7 @@ pub struct ApiAppBuilder {
     enforcer: Arc<Enforcer>,
     authenticator: Arc<dyn Authenticator>,
     taskmanager: Option<Arc<dyn TaskManagerClient>>,
+    guests: Option<Arc<dyn GuestClientFactory>>,
     body_limit: usize,
     limits: Vec<Limit>,
 }
@@ -133,6 +142,13 @@ impl ApiAppBuilder {
         self
     }
 
+    /// How to reach guest agents (databases, users, root); without it those calls
+    /// answer 503.
+    pub fn guests(mut self, guests: Arc<dyn GuestClientFactory>) -> Self {
+        self.guests = Some(guests);
+        self
+    }
+
     /// The shared state the router will use.
     pub fn state(&self) -> AppState {
         AppState {
@@ -142,6 +158,7 @@ impl ApiAppBuilder {
                 enforcer: self.enforcer.clone(),
                 authenticator: self.authenticator.clone(),
                 taskmanager: self.taskmanager.clone(),
+                guests: self.guests.clone(),
                 limiter: RateLimiter::new(self.limits.clone()),
             }),
         }

@@ -17,6 +17,7 @@
 //! - [`instances`]: instance status derivation and state gates (pure).
 //! - [`ratelimit`], [`quota`]: per-project rate limits and quota limits.
 //! - [`taskmanager`]: the casts the API sends to the taskmanager, behind a trait.
+//! - [`guest`]: guest agent clients for the databases, users and root calls.
 //!
 //! The API is wire-compatible with Trove for python-troveclient 8.11 and
 //! `openstack database ...`; `shared/spec/api*.md` holds the facts it follows.
@@ -61,6 +62,7 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod guest;
 pub mod handlers;
 pub mod instances;
 pub mod middleware;

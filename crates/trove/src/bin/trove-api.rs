@@ -1,7 +1,8 @@
 //! `trove-api`: the Trove v1 REST API service
 //! (`trove-api --config-file /etc/trove/trove.conf`).
 //!
-//! It connects to the control database and to RabbitMQ (casts to the taskmanager), loads
+//! It connects to the control database and to RabbitMQ (casts to the taskmanager, calls
+//! and casts to guest agents for databases, users and root), loads
 //! the policy file (`[oslo_policy] policy_file`, relative to the first config file's
 //! directory), authenticates as `[DEFAULT] auth_strategy` says (`keystone` with
 //! `[keystone_authtoken]`, or `noauth` for local use), and listens on `bind_host:bind_port`
@@ -17,6 +18,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use trove_api::guest::RpcGuestClients;
 use trove_api::policy::Enforcer;
 use trove_api::taskmanager::{RpcTaskManager, TaskManagerClient};
 use trove_config::{Config, ConfigArgs};
@@ -118,6 +120,10 @@ async fn serve(config: Arc<Config>, base_dir: Option<std::path::PathBuf>) -> any
         authenticator,
         Some(taskmanager),
     )
+    .guests(Arc::new(RpcGuestClients::from_config(
+        Arc::new(transport.clone()) as Arc<dyn Transport>,
+        &config,
+    )))
     .build();
     let listener = tokio::net::TcpListener::bind(address)
         .await
