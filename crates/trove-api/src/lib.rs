@@ -28,6 +28,7 @@
 //! # async fn run(cfg: trove_config::Config, transport: std::sync::Arc<dyn trove_rpc::Transport>)
 //! #     -> Result<(), Box<dyn std::error::Error>> {
 //! use std::sync::Arc;
+//! use trove_api::guest::RpcGuestClients;
 //! use trove_api::{auth, policy::Enforcer, taskmanager::RpcTaskManager, ApiApp};
 //! use trove_rpc::api::taskmanager::TaskManagerApi;
 //!
@@ -39,7 +40,8 @@
 //!     .default
 //!     .enable_secure_rpc_messaging
 //!     .then(|| cfg.default.taskmanager_rpc_encr_key.expose_secret().to_string());
-//! let tm = TaskManagerApi::new(transport, &cfg.default.taskmanager_queue, key);
+//! let tm = TaskManagerApi::new(transport.clone(), &cfg.default.taskmanager_queue, key);
+//! let guests = Arc::new(RpcGuestClients::from_config(transport, &cfg));
 //! let listener =
 //!     tokio::net::TcpListener::bind((cfg.default.bind_host, cfg.default.bind_port)).await?;
 //! let router = ApiApp::builder(
@@ -49,6 +51,7 @@
 //!     authenticator,
 //!     Some(Arc::new(RpcTaskManager::new(tm))),
 //! )
+//! .guests(guests)
 //! .build();
 //! trove_api::serve(listener, router, async {
 //!     let _ = tokio::signal::ctrl_c().await;
