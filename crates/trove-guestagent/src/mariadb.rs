@@ -274,7 +274,8 @@ impl MariaDbManager {
         let process = ServerProcess::new(
             layout.run_dir.join("server.pid"),
             layout.log_dir.join("server.log"),
-        );
+        )
+        .with_program(&binaries.mariadbd);
         MariaDbManager {
             config,
             binaries,

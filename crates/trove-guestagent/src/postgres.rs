@@ -259,7 +259,8 @@ impl PostgresManager {
             layout.run_dir.join("server.pid"),
             layout.log_dir.join("server.log"),
         )
-        .with_stop_signal(Signal::INT);
+        .with_stop_signal(Signal::INT)
+        .with_program(&binaries.bin_dir.join("postgres"));
         PostgresManager {
             config,
             binaries,

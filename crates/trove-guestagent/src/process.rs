@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | absent | - | `Stopped` (stopped on purpose or never started) |
 //! | present | yes | `Alive(pid)` |
-//! | present | no (or zombie) | `Vanished` (crashed) |
+//! | present | no (or zombie, or the pid now runs another program) | `Vanished` (crashed) |
 //!
 //! The spawning agent also reaps the child in a background task so a crashed server does not
 //! linger as a zombie that would still look alive.
@@ -237,6 +237,7 @@ pub struct ServerProcess {
     pid_file: PathBuf,
     log_file: PathBuf,
     stop_signal: Signal,
+    program: Option<PathBuf>,
 }
 
 impl ServerProcess {
@@ -246,6 +247,26 @@ impl ServerProcess {
             pid_file,
             log_file,
             stop_signal: Signal::TERM,
+            program: None,
+        }
+    }
+
+    /// Only a process running `program` counts as the server: a recorded pid that the kernel
+    /// has since given to another program reads as [`Liveness::Vanished`].
+    pub fn with_program(mut self, program: &Path) -> Self {
+        self.program =
+            Some(std::fs::canonicalize(program).unwrap_or_else(|_| program.to_path_buf()));
+        self
+    }
+
+    fn runs_program(&self, pid: i32) -> bool {
+        let Some(want) = &self.program else {
+            return true;
+        };
+        match std::fs::read_link(format!("/proc/{pid}/exe")) {
+            Ok(exe) => &exe == want,
+            // Not ours to inspect (another user, no privileges): trust the pid.
+            Err(_) => true,
         }
     }
 
@@ -282,7 +303,7 @@ impl ServerProcess {
     pub fn liveness(&self) -> Liveness {
         match self.recorded_pid() {
             None => Liveness::Stopped,
-            Some(pid) if pid_alive(pid) => Liveness::Alive(pid),
+            Some(pid) if pid_alive(pid) && self.runs_program(pid) => Liveness::Alive(pid),
             Some(pid) => Liveness::Vanished(pid),
         }
     }
@@ -403,4 +424,29 @@ pub async fn run_checked(mut cmd: tokio::process::Command, program: &str) -> Res
         program: program.into(),
         detail: format!("{}: {}", out.status, lines.join(" | ")),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_from_pid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("server.pid");
+        let sp = ServerProcess::new(pid_file.clone(), dir.path().join("log"));
+        assert_eq!(sp.liveness(), Liveness::Stopped);
+        // This test process stands in for a live server...
+        let me = std::process::id() as i32;
+        std::fs::write(&pid_file, format!("{me}\n")).unwrap();
+        assert_eq!(sp.liveness(), Liveness::Alive(me));
+        // ... but not for one running another program (a reused pid).
+        let picky = sp.clone().with_program(Path::new("/usr/sbin/mariadbd"));
+        assert_eq!(picky.liveness(), Liveness::Vanished(me));
+        // A pid that does not exist: crashed.
+        std::fs::write(&pid_file, "999999999\n").unwrap();
+        assert_eq!(sp.liveness(), Liveness::Vanished(999_999_999));
+        sp.forget().unwrap();
+        assert_eq!(sp.liveness(), Liveness::Stopped);
+    }
 }
