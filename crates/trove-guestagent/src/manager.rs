@@ -431,6 +431,22 @@ pub trait DatastoreManager: Send + Sync {
 
     /// Applies overrides to the running server where it allows it.
     async fn apply_overrides(&self, overrides: Overrides) -> Result<()>;
+
+    /// Replaces the base configuration file with `config_contents` (`reset_configuration`);
+    /// the instance's fixed settings (address, port, paths) still apply. Takes effect on the
+    /// next start.
+    async fn reset_configuration(&self, config_contents: String) -> Result<()>;
+
+    /// Replaces the base configuration and starts the server, restarting it if it runs
+    /// (`start_db_with_conf_changes`).
+    async fn start_with_conf_changes(&self, config_contents: String) -> Result<()> {
+        self.reset_configuration(config_contents).await?;
+        if self.status().await.is_up() {
+            self.restart().await
+        } else {
+            self.start().await
+        }
+    }
 }
 
 /// The manager for a `datastore_manager` name, as the agent's start-up picks it: `mariadb`

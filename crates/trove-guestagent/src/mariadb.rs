@@ -553,11 +553,7 @@ impl MariaDbManager {
         self.stop_locked().await?;
         self.make_dirs()?;
         let l = &self.layout;
-        let base = match &req.config_contents {
-            Some(c) => format!("{c}\n\n!includedir {}\n", l.overrides_dir.display()),
-            None => render_my_cnf(req.memory_mb, &l.overrides_dir),
-        };
-        write_file(&l.my_cnf, base.as_bytes(), 0o644)?;
+        self.write_base_config(req.config_contents.as_deref(), req.memory_mb)?;
         if !req.overrides.is_empty() {
             write_file(
                 &l.user_overrides(),
@@ -575,6 +571,16 @@ impl MariaDbManager {
         }
         self.wait_healthy(&self.admin_options()).await?;
         Ok(())
+    }
+
+    /// `my.cnf`: the given contents (or sizing for `memory_mb`) and the overrides directory.
+    fn write_base_config(&self, contents: Option<&str>, memory_mb: u64) -> Result<()> {
+        let l = &self.layout;
+        let base = match contents {
+            Some(c) => format!("{c}\n\n!includedir {}\n", l.overrides_dir.display()),
+            None => render_my_cnf(memory_mb, &l.overrides_dir),
+        };
+        write_file(&l.my_cnf, base.as_bytes(), 0o644)
     }
 
     async fn existing_databases(&self, pool: &MySqlPool) -> Result<Vec<Database>> {
@@ -1115,6 +1121,10 @@ impl DatastoreManager for MariaDbManager {
             };
         }
         write_file(&file, render_overrides(&overrides)?.as_bytes(), 0o644)
+    }
+
+    async fn reset_configuration(&self, config_contents: String) -> Result<()> {
+        self.write_base_config(Some(&config_contents), 0)
     }
 
     async fn apply_overrides(&self, overrides: Overrides) -> Result<()> {

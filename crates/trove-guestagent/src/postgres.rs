@@ -441,10 +441,26 @@ impl PostgresManager {
     }
 
     fn write_config(&self, req: &PrepareRequest) -> Result<()> {
+        self.write_base_config(req.config_contents.as_deref(), req.memory_mb)?;
         let l = &self.layout;
-        let mut conf = match &req.config_contents {
+        write_file(&l.hba, render_hba().as_bytes(), 0o644)?;
+        if !req.overrides.is_empty() {
+            write_file(
+                &l.user_overrides(),
+                render_overrides(&req.overrides)?.as_bytes(),
+                0o644,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// `postgresql.conf`: the given contents (or sizing for `memory_mb`), then the instance's
+    /// fixed settings, which therefore win.
+    fn write_base_config(&self, contents: Option<&str>, memory_mb: u64) -> Result<()> {
+        let l = &self.layout;
+        let mut conf = match contents {
             Some(c) => format!("{c}\n"),
-            None => render_sizing(req.memory_mb),
+            None => render_sizing(memory_mb),
         };
         conf.push_str(&format!(
             "\n# Instance settings (trove-guestagent).\n\
@@ -466,16 +482,7 @@ impl PostgresManager {
             conf_quote(&l.run_dir.to_string_lossy()),
             conf_quote(&l.overrides_dir.to_string_lossy()),
         ));
-        write_file(&l.conf, conf.as_bytes(), 0o644)?;
-        write_file(&l.hba, render_hba().as_bytes(), 0o644)?;
-        if !req.overrides.is_empty() {
-            write_file(
-                &l.user_overrides(),
-                render_overrides(&req.overrides)?.as_bytes(),
-                0o644,
-            )?;
-        }
-        Ok(())
+        write_file(&l.conf, conf.as_bytes(), 0o644)
     }
 
     async fn initdb(&self) -> Result<()> {
@@ -1022,6 +1029,10 @@ impl DatastoreManager for PostgresManager {
             };
         }
         write_file(&file, render_overrides(&overrides)?.as_bytes(), 0o644)
+    }
+
+    async fn reset_configuration(&self, config_contents: String) -> Result<()> {
+        self.write_base_config(Some(&config_contents), 0)
     }
 
     async fn apply_overrides(&self, overrides: Overrides) -> Result<()> {

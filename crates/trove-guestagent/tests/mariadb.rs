@@ -456,6 +456,18 @@ async fn mariadb_lifecycle() {
         2
     );
 
+    // New base configuration, applied by a restart.
+    mgr.start_with_conf_changes("[mysqld]\nmax_connections = 55\n".into())
+        .await
+        .unwrap();
+    let mut c = tenant(&inst, "root", NASTY_PASSWORD, None).await.unwrap();
+    let n: u64 = sqlx::query_scalar("SELECT @@GLOBAL.max_connections")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(n, 55);
+    c.close().await.unwrap();
+
     // A new manager (an agent restart) finds the running server.
     drop(mgr);
     let again = MariaDbManager::new(inst.config.clone());

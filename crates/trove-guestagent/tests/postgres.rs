@@ -412,6 +412,20 @@ async fn postgres_lifecycle() {
         2
     );
 
+    mgr.stop().await.unwrap();
+    mgr.start_with_conf_changes("max_connections = 33\n".into())
+        .await
+        .unwrap();
+    let mut c = tenant(&inst, "root", NASTY_PASSWORD, "postgres")
+        .await
+        .unwrap();
+    let mc: String = sqlx::query_scalar("SHOW max_connections")
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(mc, "33");
+    c.close().await.unwrap();
+
     drop(mgr);
     let again = PostgresManager::new(inst.config.clone());
     assert_eq!(again.status().await, ServiceStatus::Healthy);
