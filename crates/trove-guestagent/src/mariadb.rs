@@ -35,7 +35,7 @@
 //! and non-local root accounts are dropped. "Enable root" creates `root@'%'`.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions};
@@ -50,7 +50,7 @@ use crate::models::{
     validate_databases, validate_users, Database, Flavor, User, UserAttributes, UserPassword,
     DEFAULT_HOST,
 };
-use crate::process::{log_tail, run_checked, Liveness, ServerProcess};
+use crate::process::{run_checked, Liveness, ServerProcess};
 use crate::sql::{mysql_account, mysql_ident, mysql_literal, MysqlEscaping};
 use crate::status::ServiceStatus;
 
@@ -374,37 +374,11 @@ impl MariaDbManager {
     }
 
     async fn wait_healthy(&self, opts: &MySqlConnectOptions) -> Result<()> {
-        let wait = self.config.state_change_wait_time;
-        let deadline = Instant::now() + wait;
-        loop {
-            match self.process.liveness() {
-                Liveness::Alive(_) => {
-                    if self.ping(opts).await {
-                        return Ok(());
-                    }
-                }
-                _ => {
-                    return Err(GuestError::Command {
-                        program: "mariadbd".into(),
-                        detail: format!(
-                            "exited during start-up; log: {}",
-                            log_tail(&self.process_log())
-                        ),
-                    })
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(GuestError::Timeout {
-                    wanted: "healthy",
-                    secs: wait.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn process_log(&self) -> PathBuf {
-        self.layout.log_dir.join("server.log")
+        self.process
+            .wait_healthy("mariadbd", self.config.state_change_wait_time, || {
+                self.ping(opts)
+            })
+            .await
     }
 
     fn spawn_server(&self) -> Result<i32> {
@@ -758,17 +732,8 @@ impl DatastoreManager for MariaDbManager {
         if !self.config.prepare_start_marker().exists() {
             return ServiceStatus::New;
         }
-        match self.process.liveness() {
-            Liveness::Alive(_) => {
-                if self.ping(&self.admin_options()).await {
-                    ServiceStatus::Healthy
-                } else {
-                    ServiceStatus::Running
-                }
-            }
-            Liveness::Stopped => ServiceStatus::Shutdown,
-            Liveness::Vanished(_) => ServiceStatus::Crashed,
-        }
+        let opts = self.admin_options();
+        self.process.observe(self.ping(&opts)).await
     }
 
     async fn create_databases(&self, databases: Vec<Database>) -> Result<()> {

@@ -33,7 +33,7 @@
 //! cannot move them. Stopping sends SIGINT (fast shutdown).
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use rustix::process::Signal;
@@ -49,7 +49,7 @@ use crate::models::{
     validate_databases, validate_users, Database, Flavor, User, UserAttributes, UserPassword,
     DEFAULT_HOST,
 };
-use crate::process::{log_tail, run_checked, Liveness, ServerProcess};
+use crate::process::{run_checked, Liveness, ServerProcess};
 use crate::sql::{pg_ident, pg_literal};
 use crate::status::ServiceStatus;
 
@@ -352,33 +352,11 @@ impl PostgresManager {
     }
 
     async fn wait_healthy(&self) -> Result<()> {
-        let wait = self.config.state_change_wait_time;
-        let deadline = Instant::now() + wait;
-        loop {
-            match self.process.liveness() {
-                Liveness::Alive(_) => {
-                    if self.ping().await {
-                        return Ok(());
-                    }
-                }
-                _ => {
-                    return Err(GuestError::Command {
-                        program: "postgres".into(),
-                        detail: format!(
-                            "exited during start-up; log: {}",
-                            log_tail(&self.layout.log_dir.join("server.log"))
-                        ),
-                    })
-                }
-            }
-            if Instant::now() >= deadline {
-                return Err(GuestError::Timeout {
-                    wanted: "healthy",
-                    secs: wait.as_secs(),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        self.process
+            .wait_healthy("postgres", self.config.state_change_wait_time, || {
+                self.ping()
+            })
+            .await
     }
 
     fn spawn_server(&self) -> Result<i32> {
@@ -669,17 +647,7 @@ impl DatastoreManager for PostgresManager {
         if !self.config.prepare_start_marker().exists() {
             return ServiceStatus::New;
         }
-        match self.process.liveness() {
-            Liveness::Alive(_) => {
-                if self.ping().await {
-                    ServiceStatus::Healthy
-                } else {
-                    ServiceStatus::Running
-                }
-            }
-            Liveness::Stopped => ServiceStatus::Shutdown,
-            Liveness::Vanished(_) => ServiceStatus::Crashed,
-        }
+        self.process.observe(self.ping()).await
     }
 
     async fn create_databases(&self, databases: Vec<Database>) -> Result<()> {

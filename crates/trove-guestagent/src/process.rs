@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal};
 
 use crate::error::{GuestError, Result};
+use crate::status::ServiceStatus;
 
 /// The OS account the database server runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +306,62 @@ impl ServerProcess {
             None => Liveness::Stopped,
             Some(pid) if pid_alive(pid) && self.runs_program(pid) => Liveness::Alive(pid),
             Some(pid) => Liveness::Vanished(pid),
+        }
+    }
+
+    /// Waits until the process is alive and `ping` succeeds, for at most `wait`; fails at
+    /// once, with the end of the server's log, if the process exits.
+    pub async fn wait_healthy<F, Fut>(
+        &self,
+        program: &str,
+        wait: Duration,
+        mut ping: F,
+    ) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.liveness() {
+                Liveness::Alive(_) => {
+                    if ping().await {
+                        return Ok(());
+                    }
+                }
+                _ => {
+                    return Err(GuestError::Command {
+                        program: program.into(),
+                        detail: format!(
+                            "exited during start-up; log: {}",
+                            log_tail(&self.log_file)
+                        ),
+                    })
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(GuestError::Timeout {
+                    wanted: "healthy",
+                    secs: wait.as_secs(),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The service status from liveness and, for a live process, `ping` (only awaited then):
+    /// see [`crate::status`].
+    pub async fn observe(&self, ping: impl std::future::Future<Output = bool>) -> ServiceStatus {
+        match self.liveness() {
+            Liveness::Alive(_) => {
+                if ping.await {
+                    ServiceStatus::Healthy
+                } else {
+                    ServiceStatus::Running
+                }
+            }
+            Liveness::Stopped => ServiceStatus::Shutdown,
+            Liveness::Vanished(_) => ServiceStatus::Crashed,
         }
     }
 
