@@ -12,8 +12,15 @@
 //!   request/response types, paging and filesystem statistics.
 //! * [`mariadb`] and [`postgres`]: the two implementations, each with its on-disk layout.
 //! * [`error`]: the crate's error type, [`error::GuestError`].
+//! * [`agent`]: the serving loop: [`agent::Agent`] (RPC server of `guestagent.<guest_id>`
+//!   dispatching to the manager), [`agent::AgentSettings`] from the configuration, and
+//!   [`agent::run`], the entry point of the `trove-guestagent` binary.
+//! * [`heartbeat`]: the periodic status task (heartbeats to the conductor, automatic restart
+//!   of a crashed server with back-off).
 
+pub mod agent;
 pub mod error;
+pub mod heartbeat;
 pub mod manager;
 pub mod mariadb;
 pub mod models;
@@ -22,6 +29,7 @@ pub mod process;
 pub mod sql;
 pub mod status;
 
+pub use agent::{run, serve, Agent, AgentError, AgentSettings, AgentStats};
 pub use error::{GuestError, Result};
 pub use manager::{
     manager_for, DatastoreManager, FilesystemStats, ManagerConfig, Page, PrepareRequest,

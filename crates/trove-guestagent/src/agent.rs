@@ -1,0 +1,654 @@
+//! The guest agent's serving loop: the RPC server of one instance, its status task, and the
+//! [`run`] entry point of the `trove-guestagent` binary.
+//!
+//! ```text
+//!  run(config, shutdown)
+//!    │ AgentSettings::from_config   guest_id, datastore_manager (else: exit with an error)
+//!    │ AMQP connect (guest options: no exchange declaration, own reply queue names)
+//!    v
+//!  Agent::start ── manager_for(datastore_manager) ── serve guestagent.<id> / server <id>, v1.3,
+//!    │                                               per-instance key (clear without one)
+//!    ├── RPC calls ──────────> DatastoreManager (users, databases, root, config, fs stats...)
+//!    ├── prepare (cast) ─────> background task: heartbeat "building"; prepare;
+//!    │                         heartbeat status ("healthy") or "failed to spawn"
+//!    ├── stop_db / restart ──> heartbeats "shutdown" / "restarting" at once
+//!    └── status task ────────> every report_interval once prepared: heartbeat(status);
+//!                              crashed server -> restart with back-off (see crate::heartbeat)
+//!    │
+//!  shutdown (SIGTERM) ──> Agent::stop: stop consuming (messages not started go back to the
+//!                         queue), finish the requests in hand and a running prepare, stop the
+//!                         status task. The database keeps running; a new agent finds the
+//!                         end marker, does not prepare again and resumes heartbeats.
+//! ```
+//!
+//! Replies follow Trove's shapes (`list_databases` -> `[[schema dicts], next_marker]`,
+//! `get_user` -> user dict or null, `is_root_enabled` -> bool...). Methods the datastore layer
+//! does not implement (volumes, backups, replication, logs, modules, upgrades, TLS) answer
+//! `NoSuchMethod`, as oslo.messaging does for a method the endpoint lacks. A guest error
+//! becomes a remote error of module `trove.common.exception` whose message is the error's
+//! text, which Trove's API shows as "An error occurred communicating with the guest: ...".
+//!
+//! What it does not do (Trove's agent does): mount the volume, create the database container,
+//! log in to a container registry.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use trove_config::Config;
+use trove_rpc::api::guest::GUEST_LATEST_VERSION;
+use trove_rpc::api::{guest_topic, ConductorApi, GuestRequest, PrepareArgs};
+use trove_rpc::{
+    encode_result, AmqpOptions, AmqpTransport, Dispatcher, RemoteError, RpcContext, RpcEndpoint,
+    RpcError, SecureSerializer, ServerHandle, Target, Transport,
+};
+
+use crate::error::GuestError;
+use crate::heartbeat::{status_loop, RestartBackoff};
+use crate::manager::{manager_for, DatastoreManager, ManagerConfig, Overrides, PrepareRequest};
+use crate::models::{Database, User, UserAttributes, UserPassword};
+use crate::process::ServiceUser;
+use crate::status::ServiceStatus;
+
+/// Datastore managers this agent can run.
+pub const SUPPORTED_MANAGERS: &[&str] = &["mariadb", "mysql", "postgresql"];
+
+/// Why the agent cannot start or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// `[DEFAULT] guest_id` is not set (it comes from the injected `guest_info.conf`).
+    #[error("guest_id is not set: the agent needs [DEFAULT] guest_id (from guest_info.conf)")]
+    MissingGuestId,
+    /// `[DEFAULT] datastore_manager` is not set.
+    #[error("datastore_manager is not set: the agent needs [DEFAULT] datastore_manager (from guest_info.conf)")]
+    MissingDatastoreManager,
+    /// `[DEFAULT] datastore_manager` names a datastore this agent cannot run.
+    #[error("unknown datastore_manager '{0}' (supported: mariadb, mysql, postgresql)")]
+    UnknownDatastoreManager(String),
+    /// Another option has a value the agent cannot use.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The datastore layer refused to start (e.g. the service account cannot be created).
+    #[error(transparent)]
+    Guest(#[from] GuestError),
+    /// The message broker refused or is unreachable.
+    #[error("messaging: {0}")]
+    Rpc(#[from] RpcError),
+}
+
+/// Everything the agent needs, fixed for its life. Built from the configuration by
+/// [`AgentSettings::from_config`]; tests build it directly.
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    /// The instance id (`[DEFAULT] guest_id`): topic `guestagent.<id>`, server `<id>`.
+    pub guest_id: String,
+    /// `[DEFAULT] datastore_manager` (`mariadb`, `mysql`, `postgresql`).
+    pub datastore_manager: String,
+    /// The per-instance RPC key (`[DEFAULT] instance_rpc_encr_key`); `None` talks in clear.
+    pub rpc_key: Option<String>,
+    /// The conductor's topic (`[DEFAULT] conductor_queue`).
+    pub conductor_topic: String,
+    /// Period of the status task (`[DEFAULT] report_interval`).
+    pub report_interval: Duration,
+    /// Delays between automatic restarts of a crashed server.
+    pub restart_backoff: RestartBackoff,
+    /// Where and how the server runs.
+    pub manager: ManagerConfig,
+}
+
+impl AgentSettings {
+    /// Reads the agent's settings from `config`:
+    /// * `[DEFAULT] guest_id`, `datastore_manager` (both required), `instance_rpc_encr_key`,
+    ///   `conductor_queue`, `report_interval`, `state_change_wait_time`;
+    /// * `[<manager>] mount_point` (the volume), `default_password_length`, and the port:
+    ///   `postgresql_port` for PostgreSQL, else the first of `tcp_ports`;
+    /// * the address the server listens on for tenants: `[DEFAULT] bind_host` (the guest has
+    ///   no API of its own; the default `0.0.0.0` matches Trove's containers, which publish
+    ///   their ports on every interface);
+    /// * the service account `[<manager>] database_service_uname` with uid
+    ///   `database_service_uid` (or `[DEFAULT] database_service_uid`). Side effect: when the
+    ///   agent runs as root the account is created if missing; otherwise the server runs as
+    ///   the agent's own account.
+    pub fn from_config(config: &Config) -> Result<Self, AgentError> {
+        let d = &config.default;
+        let guest_id = d
+            .guest_id
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(AgentError::MissingGuestId)?;
+        let manager = d
+            .datastore_manager
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .ok_or(AgentError::MissingDatastoreManager)?;
+        if !SUPPORTED_MANAGERS.contains(&manager.as_str()) {
+            return Err(AgentError::UnknownDatastoreManager(manager));
+        }
+        let ds = config
+            .datastore(&manager)
+            .ok_or_else(|| AgentError::UnknownDatastoreManager(manager.clone()))?;
+        let port = if manager == "postgresql" {
+            ds.postgresql_port.unwrap_or(5432)
+        } else {
+            ds.tcp_ports.first().map(|r| r.start).unwrap_or(3306)
+        };
+        let uid_text = ds
+            .database_service_uid
+            .clone()
+            .unwrap_or_else(|| d.database_service_uid.clone());
+        let uid: u32 = uid_text.trim().parse().map_err(|_| {
+            AgentError::Config(format!("database_service_uid '{uid_text}' is not a number"))
+        })?;
+        let service_user = if rustix::process::geteuid().is_root() {
+            ServiceUser::ensure(&ds.database_service_uname, uid)?
+        } else {
+            ServiceUser::current()
+        };
+        let bind: IpAddr = d.bind_host;
+        let mut mc = ManagerConfig::new(PathBuf::from(&ds.mount_point), bind, port, service_user);
+        mc.state_change_wait_time = secs(d.state_change_wait_time, 1);
+        mc.password_length = usize::try_from(ds.default_password_length.max(8)).unwrap_or(36);
+        Ok(AgentSettings {
+            guest_id,
+            datastore_manager: manager,
+            rpc_key: d
+                .instance_rpc_encr_key
+                .as_ref()
+                .map(|k| k.expose_secret().to_owned())
+                .filter(|k| !k.is_empty()),
+            conductor_topic: d.conductor_queue.clone(),
+            report_interval: secs(d.report_interval, 1),
+            restart_backoff: RestartBackoff::default(),
+            manager: mc,
+        })
+    }
+
+    /// The RPC target the agent serves: topic `guestagent.<guest_id>`, server `<guest_id>`.
+    pub fn target(&self) -> Target {
+        Target::server(guest_topic(&self.guest_id), self.guest_id.clone())
+    }
+}
+
+fn secs(value: i64, min: i64) -> Duration {
+    Duration::from_secs(value.max(min) as u64)
+}
+
+/// Counters of a running agent.
+#[derive(Debug, Default)]
+pub struct AgentStats {
+    /// Heartbeats the broker accepted.
+    pub heartbeats: AtomicU64,
+    /// Heartbeats that could not be sent.
+    pub heartbeat_failures: AtomicU64,
+    /// Automatic restarts of a crashed server.
+    pub restarts: AtomicU64,
+}
+
+/// State shared by the RPC handlers, the background prepare and the status task.
+pub(crate) struct Inner {
+    pub(crate) guest_id: String,
+    pub(crate) manager: Arc<dyn DatastoreManager>,
+    conductor: ConductorApi,
+    pub(crate) report_interval: Duration,
+    pub(crate) restart_backoff: RestartBackoff,
+    /// True while a `prepare` runs in the background: the status task stays quiet (prepare
+    /// reports its own transitions) and a second `prepare` is refused.
+    pub(crate) preparing: AtomicBool,
+    /// Automatic restart of a crashed server; off after `stop_db`, on again with
+    /// `restart`/`start_db_with_conf_changes`.
+    pub(crate) auto_restart: AtomicBool,
+    pub(crate) stats: AgentStats,
+    /// Serializes "observe, then send" so heartbeats leave in the order of the observations
+    /// (the conductor keeps only the newest `sent`).
+    report_lock: tokio::sync::Mutex<()>,
+    /// Work started by casts (prepare) that outlives the RPC handler; waited for on stop.
+    pub(crate) tasks: TaskTracker,
+    /// Stops the status task.
+    pub(crate) cancel: CancellationToken,
+}
+
+impl Inner {
+    /// Sends one heartbeat; failures are logged and counted, never fatal.
+    async fn send(&self, status: ServiceStatus) {
+        match self
+            .conductor
+            .heartbeat(&RpcContext::default(), &self.guest_id, status.description())
+            .await
+        {
+            Ok(()) => {
+                self.stats.heartbeats.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(service_status = %status, "heartbeat sent");
+            }
+            Err(e) => {
+                self.stats
+                    .heartbeat_failures
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(service_status = %status, error = %e, "heartbeat not sent");
+            }
+        }
+    }
+
+    /// Reports an explicit transition at once.
+    pub(crate) async fn report(&self, status: ServiceStatus) {
+        let _g = self.report_lock.lock().await;
+        self.send(status).await;
+    }
+
+    /// Observes the server and reports what it saw; returns it.
+    pub(crate) async fn observe_and_report(&self) -> ServiceStatus {
+        let _g = self.report_lock.lock().await;
+        let status = self.manager.status().await;
+        self.send(status).await;
+        status
+    }
+
+    /// Runs a prepare started by the `prepare` cast (see the module doc).
+    async fn run_prepare(self: Arc<Self>, request: PrepareRequest) {
+        self.report(ServiceStatus::Building).await;
+        let result = self.manager.prepare(request).await;
+        match result {
+            Ok(()) => {
+                tracing::info!("prepare finished");
+                self.auto_restart.store(true, Ordering::SeqCst);
+                self.preparing.store(false, Ordering::SeqCst);
+                self.observe_and_report().await;
+            }
+            Err(e) if self.manager.is_prepared() => {
+                // The server is up; a database, user or root step after it failed. Trove only
+                // logs these.
+                tracing::error!(error = %e, "prepare finished, but creating its databases or users failed");
+                self.preparing.store(false, Ordering::SeqCst);
+                self.observe_and_report().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "prepare failed");
+                self.preparing.store(false, Ordering::SeqCst);
+                self.report(ServiceStatus::Failed).await;
+            }
+        }
+    }
+}
+
+/// Decodes a JSON value into a datastore type, as a `TypeError` on failure.
+fn arg<T: DeserializeOwned>(method: &str, name: &str, v: Value) -> Result<T, RemoteError> {
+    serde_json::from_value(v)
+        .map_err(|e| RemoteError::type_error(format!("{method}(): invalid {name}: {e}")))
+}
+
+fn overrides(method: &str, v: Value) -> Result<Overrides, RemoteError> {
+    match v {
+        Value::Null => Ok(Overrides::new()),
+        Value::Object(m) => Ok(m),
+        _ => Err(RemoteError::type_error(format!(
+            "{method}(): overrides must be an object"
+        ))),
+    }
+}
+
+fn limit(v: Option<i64>) -> Option<usize> {
+    v.filter(|l| *l >= 0).map(|l| l as usize)
+}
+
+/// A datastore error as the remote error the caller receives.
+pub fn remote_error(e: &GuestError) -> RemoteError {
+    let class = match e {
+        GuestError::InvalidValue(_) | GuestError::Reserved(_) => "BadRequest",
+        GuestError::AlreadyExists(_) => "BadRequest",
+        GuestError::NotFound(_) => "NotFound",
+        GuestError::AlreadyPrepared(_) => "GuestError",
+        GuestError::NotSupported(_) => "GuestError",
+        _ => "GuestError",
+    };
+    RemoteError::trove(class, e.to_string())
+}
+
+fn ok<T: serde::Serialize>(r: Result<T, GuestError>) -> Result<Value, RemoteError> {
+    match r {
+        Ok(v) => encode_result(&v),
+        Err(e) => {
+            if e.is_client_error() {
+                tracing::info!(error = %e, "request refused");
+            } else {
+                tracing::error!(error = %e, "request failed");
+            }
+            Err(remote_error(&e))
+        }
+    }
+}
+
+/// The guest's RPC dispatcher: decodes a [`GuestRequest`] and calls the manager.
+struct GuestDispatcher(Arc<Inner>);
+
+#[async_trait]
+impl Dispatcher for GuestDispatcher {
+    async fn dispatch(
+        &self,
+        _ctx: RpcContext,
+        method: &str,
+        args: Map<String, Value>,
+    ) -> Result<Value, RemoteError> {
+        let req = GuestRequest::decode(method, args)?;
+        let inner = &self.0;
+        let m = inner.manager.as_ref();
+        use GuestRequest as R;
+        match req {
+            R::Prepare(args) => self.prepare(*args).await,
+            R::RpcPing {} => Ok(Value::Bool(true)),
+            R::Restart {} => {
+                inner.auto_restart.store(true, Ordering::SeqCst);
+                inner.report(ServiceStatus::Restarting).await;
+                let r = m.restart().await;
+                inner.observe_and_report().await;
+                ok(r)
+            }
+            R::StopDb { .. } => {
+                inner.auto_restart.store(false, Ordering::SeqCst);
+                let r = m.stop().await;
+                inner.observe_and_report().await;
+                ok(r)
+            }
+            R::StartDbWithConfChanges {
+                config_contents, ..
+            } => {
+                inner.auto_restart.store(true, Ordering::SeqCst);
+                let r = m.start_with_conf_changes(config_contents).await;
+                inner.observe_and_report().await;
+                ok(r)
+            }
+            R::ResetConfiguration { configuration } => {
+                let contents = match configuration {
+                    Value::String(s) => s,
+                    Value::Object(mut o) => match o.remove("config_contents") {
+                        Some(Value::String(s)) => s,
+                        _ => {
+                            return Err(RemoteError::type_error(
+                                "reset_configuration(): configuration has no config_contents",
+                            ))
+                        }
+                    },
+                    _ => {
+                        return Err(RemoteError::type_error(
+                            "reset_configuration(): configuration must be an object",
+                        ))
+                    }
+                };
+                ok(m.reset_configuration(contents).await)
+            }
+            R::UpdateOverrides {
+                overrides: o,
+                remove,
+            } => ok(m.update_overrides(overrides(method, o)?, remove).await),
+            R::ApplyOverrides { overrides: o } => {
+                ok(m.apply_overrides(overrides(method, o)?).await)
+            }
+            // Trove reports the datastore's volume whatever `fs_path` says; so do we (and no
+            // caller can make the agent stat arbitrary paths).
+            R::GetFilesystemStats { .. } => ok(m.get_filesystem_stats(None).await),
+            R::CreateDatabase { databases } => {
+                let dbs: Vec<Database> = arg(method, "databases", Value::Array(databases))?;
+                ok(m.create_databases(dbs).await)
+            }
+            R::ListDatabases {
+                limit: l,
+                marker,
+                include_marker,
+            } => ok(m.list_databases(limit(l), marker, include_marker).await),
+            R::DeleteDatabase { database } => {
+                ok(m.delete_database(arg(method, "database", database)?).await)
+            }
+            R::CreateUser { users } => {
+                let users: Vec<User> = arg(method, "users", Value::Array(users))?;
+                ok(m.create_users(users).await)
+            }
+            R::ListUsers {
+                limit: l,
+                marker,
+                include_marker,
+            } => ok(m.list_users(limit(l), marker, include_marker).await),
+            R::GetUser { username, hostname } => {
+                ok(m.get_user(&username, hostname.as_deref()).await)
+            }
+            R::DeleteUser { user } => ok(m.delete_user(arg(method, "user", user)?).await),
+            R::ChangePasswords { users } => {
+                let users: Vec<UserPassword> = arg(method, "users", Value::Array(users))?;
+                ok(m.change_passwords(users).await)
+            }
+            R::UpdateAttributes {
+                username,
+                hostname,
+                user_attrs,
+            } => {
+                let attrs: UserAttributes = arg(method, "user_attrs", user_attrs)?;
+                ok(m.update_attributes(&username, hostname.as_deref(), attrs)
+                    .await)
+            }
+            R::GrantAccess {
+                username,
+                hostname,
+                databases,
+            } => ok(m
+                .grant_access(&username, hostname.as_deref(), databases)
+                .await),
+            R::RevokeAccess {
+                username,
+                hostname,
+                database,
+            } => ok(m
+                .revoke_access(&username, hostname.as_deref(), &database)
+                .await),
+            R::ListAccess { username, hostname } => {
+                ok(m.list_access(&username, hostname.as_deref()).await)
+            }
+            R::EnableRoot {} => ok(m.enable_root(None).await),
+            R::EnableRootWithPassword { root_password } => ok(m.enable_root(root_password).await),
+            R::DisableRoot {} => ok(m.disable_root().await),
+            R::IsRootEnabled {} => ok(m.is_root_enabled().await),
+            _ => Err(RemoteError::no_such_method(method)),
+        }
+    }
+}
+
+impl GuestDispatcher {
+    /// `prepare`: refused at once when the instance is prepared or a prepare runs; otherwise
+    /// started in the background (it is a cast; the outcome travels by heartbeat).
+    async fn prepare(&self, args: PrepareArgs) -> Result<Value, RemoteError> {
+        let inner = &self.0;
+        let value = serde_json::to_value(&args)
+            .map_err(|e| RemoteError::type_error(format!("prepare(): invalid arguments: {e}")))?;
+        let mut value = value;
+        if let Some(mem) = value.get_mut("memory_mb") {
+            if mem.as_i64().is_some_and(|m| m < 0) {
+                *mem = Value::from(0);
+            }
+        }
+        let request: PrepareRequest = arg("prepare", "arguments", value)?;
+        if inner.manager.is_prepared() {
+            let e = GuestError::AlreadyPrepared("the prepare end marker".to_owned());
+            tracing::warn!("refusing a second prepare: the instance is already prepared");
+            return Err(remote_error(&e));
+        }
+        if inner.preparing.swap(true, Ordering::SeqCst) {
+            tracing::warn!("refusing a prepare while another one runs");
+            return Err(RemoteError::trove(
+                "GuestError",
+                "a prepare is already running on this instance; refusing to prepare again",
+            ));
+        }
+        tracing::info!(datastore = inner.manager.name(), "prepare accepted");
+        inner.tasks.spawn(inner.clone().run_prepare(request));
+        Ok(Value::Null)
+    }
+}
+
+/// A running guest agent (see the module doc).
+pub struct Agent {
+    inner: Arc<Inner>,
+    /// The RPC server; stopping it stops consuming and waits for requests in hand.
+    server: ServerHandle,
+    /// The status task.
+    status_task: tokio::task::JoinHandle<()>,
+    target: Target,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("target", &self.target)
+            .field("datastore", &self.inner.manager.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Starts an agent with the manager `settings.datastore_manager` names (see
+    /// [`Agent::with_manager`]).
+    pub async fn start(
+        settings: AgentSettings,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Agent, AgentError> {
+        let manager = manager_for(&settings.datastore_manager, settings.manager.clone())
+            .map_err(|_| AgentError::UnknownDatastoreManager(settings.datastore_manager.clone()))?;
+        Self::with_manager(settings, Arc::from(manager), transport).await
+    }
+
+    /// Starts serving `settings.target()` on `transport` with `manager`, and the status task.
+    ///
+    /// Returns once the server consumes its queues. Errors when the broker refuses them
+    /// (nothing keeps running then). The database server is not touched: a prepared instance
+    /// whose server runs is simply reported on, one whose server crashed is restarted by the
+    /// status task.
+    pub async fn with_manager(
+        settings: AgentSettings,
+        manager: Arc<dyn DatastoreManager>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Agent, AgentError> {
+        let conductor = ConductorApi::new(
+            transport.clone(),
+            &settings.conductor_topic,
+            &settings.guest_id,
+            settings.rpc_key.clone(),
+        );
+        let inner = Arc::new(Inner {
+            guest_id: settings.guest_id.clone(),
+            manager,
+            conductor,
+            report_interval: settings.report_interval,
+            restart_backoff: settings.restart_backoff,
+            preparing: AtomicBool::new(false),
+            auto_restart: AtomicBool::new(true),
+            stats: AgentStats::default(),
+            report_lock: tokio::sync::Mutex::new(()),
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+        });
+        let endpoint = RpcEndpoint::new(
+            GUEST_LATEST_VERSION,
+            Arc::new(SecureSerializer::new(settings.rpc_key.clone())),
+            Arc::new(GuestDispatcher(inner.clone())),
+        );
+        let target = settings.target();
+        let server = transport.serve(&target, Arc::new(endpoint)).await?;
+        let status_task = tokio::spawn(status_loop(inner.clone()));
+        tracing::info!(
+            topic = %target.topic,
+            datastore = inner.manager.name(),
+            encrypted = settings.rpc_key.is_some(),
+            prepared = inner.manager.is_prepared(),
+            report_interval_s = settings.report_interval.as_secs(),
+            "guest agent serving"
+        );
+        Ok(Agent {
+            inner,
+            server,
+            status_task,
+            target,
+        })
+    }
+
+    /// The datastore manager.
+    pub fn manager(&self) -> &Arc<dyn DatastoreManager> {
+        &self.inner.manager
+    }
+
+    /// The target served.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Counters (heartbeats, automatic restarts).
+    pub fn stats(&self) -> &AgentStats {
+        &self.inner.stats
+    }
+
+    /// Graceful stop: stop consuming (messages not started go back to the queue), finish the
+    /// requests in hand and a prepare under way, stop the status task. The database server
+    /// keeps running.
+    pub async fn stop(self) {
+        self.server.stop().await;
+        self.inner.tasks.close();
+        self.inner.tasks.wait().await;
+        self.inner.cancel.cancel();
+        let _ = self.status_task.await;
+        tracing::info!(
+            topic = %self.target.topic,
+            heartbeats = self.inner.stats.heartbeats.load(Ordering::Relaxed),
+            restarts = self.inner.stats.restarts.load(Ordering::Relaxed),
+            "guest agent stopped"
+        );
+    }
+}
+
+/// AMQP options of a guest from its configuration: the control exchange, the retry and
+/// heartbeat settings of `[oslo_messaging_rabbit]`, and [`AmqpOptions::for_guest`]'s
+/// restrictions (a guest's broker user may not declare the exchange or other queues).
+pub fn guest_amqp_options(config: &Config, guest_id: &str) -> AmqpOptions {
+    let rabbit = &config.oslo_messaging_rabbit;
+    let mut opts = AmqpOptions::for_guest(config.default.control_exchange.clone(), guest_id);
+    opts.retry_interval = secs(rabbit.rabbit_retry_interval, 0);
+    opts.retry_backoff = secs(rabbit.rabbit_retry_backoff, 0);
+    opts.interval_max = secs(rabbit.rabbit_interval_max, 0);
+    opts.heartbeat = u16::try_from(rabbit.heartbeat_timeout_threshold.max(0)).unwrap_or(u16::MAX);
+    opts.connection_name = Some(format!("trove-guestagent@{guest_id}"));
+    opts
+}
+
+/// Serves with `settings` on `transport` until `shutdown` completes, then stops gracefully.
+pub async fn serve(
+    settings: AgentSettings,
+    transport: Arc<dyn Transport>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let agent = Agent::start(settings, transport).await?;
+    shutdown.await;
+    tracing::info!("guest agent shutting down");
+    agent.stop().await;
+    Ok(())
+}
+
+/// The `trove-guestagent` program after configuration loading: settings from `config`
+/// (missing `guest_id` or an unknown `datastore_manager` is an error before anything else
+/// happens), RabbitMQ from `[DEFAULT] transport_url` with guest options, then [`serve`] until
+/// `shutdown`; the broker connection is closed at the end.
+pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
+    let settings = AgentSettings::from_config(config)?;
+    let opts = guest_amqp_options(config, &settings.guest_id);
+    let transport =
+        AmqpTransport::connect_url(config.default.transport_url.expose_secret(), opts).await?;
+    let result = serve(
+        settings,
+        Arc::new(transport.clone()) as Arc<dyn Transport>,
+        shutdown,
+    )
+    .await;
+    transport.shutdown().await;
+    result
+}
