@@ -1,0 +1,50 @@
+//! `trove-guestagent`: the agent of one database instance
+//! (`trove-guestagent --config-dir /etc/trove/conf.d`).
+//!
+//! It reads the injected `guest_info.conf` and `trove-guestagent.conf` (any `--config-file`
+//! and `--config-dir` given), refuses to start without `[DEFAULT] guest_id` or with a
+//! `datastore_manager` it cannot run, connects to RabbitMQ (`[DEFAULT] transport_url`,
+//! `control_exchange`, with the restricted options of a guest's broker user), serves
+//! `guestagent.<guest_id>` and reports to the conductor until SIGINT or SIGTERM. Stopping the
+//! agent leaves the database running. Everything else is in `trove_guestagent::agent`.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use trove_config::ConfigArgs;
+
+/// Command line of trove-guestagent.
+#[derive(Parser)]
+#[command(
+    name = "trove-guestagent",
+    about = "Trove-rs guest agent: runs and administers the database of one instance",
+    version
+)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("trove-guestagent: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = trove::load_config(&cli.config)?;
+    trove::init_logging(config.default.debug);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime
+        .block_on(trove_guestagent::run(&config, trove::shutdown_signal()))
+        .context("running the guest agent")
+}
