@@ -43,12 +43,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use trove_config::Config;
 use trove_rpc::api::guest::GUEST_LATEST_VERSION;
 use trove_rpc::api::{guest_topic, ConductorApi, GuestRequest, PrepareArgs};
 use trove_rpc::{
-    encode_result, AmqpOptions, AmqpTransport, Dispatcher, RemoteError, RpcContext, RpcEndpoint,
-    RpcError, SecureSerializer, ServerHandle, Target, Transport,
+    encode_result, AmqpOptions, AmqpTransport, Dispatcher, MessageHandler, RemoteError, RpcContext,
+    RpcEndpoint, RpcError, SecureSerializer, ServerHandle, Target, Transport,
 };
 
 use crate::error::GuestError;
@@ -214,6 +215,8 @@ pub(crate) struct Inner {
     pub(crate) tasks: TaskTracker,
     /// Stops the status task.
     pub(crate) cancel: CancellationToken,
+    /// Parent span of everything the agent does (`instance.id`, `datastore`).
+    span: tracing::Span,
 }
 
 impl Inner {
@@ -484,8 +487,27 @@ impl GuestDispatcher {
             ));
         }
         tracing::info!(datastore = inner.manager.name(), "prepare accepted");
-        inner.tasks.spawn(inner.clone().run_prepare(request));
+        let span = tracing::info_span!(parent: &inner.span, "prepare");
+        inner
+            .tasks
+            .spawn(inner.clone().run_prepare(request).instrument(span));
         Ok(Value::Null)
+    }
+}
+
+/// Runs the endpoint inside the agent's span, so request logs carry the instance id.
+struct SpannedHandler {
+    endpoint: RpcEndpoint,
+    span: tracing::Span,
+}
+
+#[async_trait]
+impl MessageHandler for SpannedHandler {
+    async fn handle(&self, message: Map<String, Value>) -> Result<Value, RemoteError> {
+        self.endpoint
+            .handle(message)
+            .instrument(self.span.clone())
+            .await
     }
 }
 
@@ -549,6 +571,11 @@ impl Agent {
             report_lock: tokio::sync::Mutex::new(()),
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            span: tracing::info_span!(
+                "guestagent",
+                instance.id = %settings.guest_id,
+                datastore = %settings.datastore_manager
+            ),
         });
         let endpoint = RpcEndpoint::new(
             GUEST_LATEST_VERSION,
@@ -556,11 +583,15 @@ impl Agent {
             Arc::new(GuestDispatcher(inner.clone())),
         );
         let target = settings.target();
-        let server = transport.serve(&target, Arc::new(endpoint)).await?;
-        let status_task = tokio::spawn(status_loop(inner.clone()));
+        let handler = SpannedHandler {
+            endpoint,
+            span: inner.span.clone(),
+        };
+        let server = transport.serve(&target, Arc::new(handler)).await?;
+        let status_task = tokio::spawn(status_loop(inner.clone()).instrument(inner.span.clone()));
         tracing::info!(
+            parent: &inner.span,
             topic = %target.topic,
-            datastore = inner.manager.name(),
             encrypted = settings.rpc_key.is_some(),
             prepared = inner.manager.is_prepared(),
             report_interval_s = settings.report_interval.as_secs(),
@@ -593,15 +624,22 @@ impl Agent {
     /// requests in hand and a prepare under way, stop the status task. The database server
     /// keeps running.
     pub async fn stop(self) {
-        self.server.stop().await;
-        self.inner.tasks.close();
-        self.inner.tasks.wait().await;
-        self.inner.cancel.cancel();
-        let _ = self.status_task.await;
+        let Agent {
+            inner,
+            server,
+            status_task,
+            target,
+        } = self;
+        server.stop().await;
+        inner.tasks.close();
+        inner.tasks.wait().await;
+        inner.cancel.cancel();
+        let _ = status_task.await;
         tracing::info!(
-            topic = %self.target.topic,
-            heartbeats = self.inner.stats.heartbeats.load(Ordering::Relaxed),
-            restarts = self.inner.stats.restarts.load(Ordering::Relaxed),
+            parent: &inner.span,
+            topic = %target.topic,
+            heartbeats = inner.stats.heartbeats.load(Ordering::Relaxed),
+            restarts = inner.stats.restarts.load(Ordering::Relaxed),
             "guest agent stopped"
         );
     }

@@ -467,12 +467,21 @@ async fn mariadb_agent_prepare_calls_crash_restart_and_resume() {
         .await;
     assert_eq!(seen.last(), Some(&ServiceStatus::Healthy));
 
-    // Agent stopped: the database keeps running. A new agent resumes heartbeats without
-    // preparing again.
-    let pid = inst.server_pid().unwrap();
+    // Agent stopped while a restart is in hand: the restart finishes and is answered, and
+    // the database keeps running. A new agent resumes heartbeats without preparing again.
     let start_marker = std::fs::read_to_string(inst.config.prepare_start_marker()).unwrap();
+    let api = c.guest.clone();
+    let in_hand = tokio::spawn(async move { api.restart(&ctx()).await });
+    c.wait_status(ServiceStatus::Restarting, Duration::from_secs(10))
+        .await;
     agent.stop().await;
+    tokio::time::timeout(Duration::from_secs(5), in_hand)
+        .await
+        .expect("the restart in hand was answered before the agent stopped")
+        .unwrap()
+        .expect("restart succeeded");
     guest_t.shutdown().await;
+    let pid = inst.server_pid().unwrap();
     assert!(
         pid_alive(pid),
         "stopping the agent leaves the server running"
@@ -512,6 +521,49 @@ async fn mariadb_agent_prepare_calls_crash_restart_and_resume() {
     guest_t.shutdown().await;
     c.cleanup().await;
     eprintln!("total {:?}", t0.elapsed());
+}
+
+/// A prepare that cannot start the server ends in "failed to spawn"; as the end marker was not
+/// written, a corrected prepare may follow and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_failed_prepare_then_retry() {
+    let c = Controller::new().await;
+    let inst = Instance::new(3306);
+    let guest_t = c.guest_transport().await;
+    let agent = Agent::start(c.settings("mariadb", &inst), Arc::new(guest_t.clone()))
+        .await
+        .expect("agent starts");
+    let mut bad = prepare_args("/var/lib/mysql", "10.11");
+    bad.config_contents = Some("[mysqld]\nno_such_server_option = 1\n".into());
+    c.guest.prepare(&ctx(), bad).await.unwrap();
+    let seen = c
+        .wait_status(ServiceStatus::Failed, Duration::from_secs(120))
+        .await;
+    assert_eq!(
+        seen,
+        vec![
+            ServiceStatus::New,
+            ServiceStatus::Building,
+            ServiceStatus::Failed
+        ]
+    );
+    assert!(!agent.manager().is_prepared());
+    // No heartbeats before a prepare succeeds: the row keeps saying why it failed.
+    tokio::time::sleep(REPORT_INTERVAL * 2).await;
+    assert_eq!(c.status().await.0, Some(ServiceStatus::Failed));
+
+    c.guest
+        .prepare(&ctx(), prepare_args("/var/lib/mysql", "10.11"))
+        .await
+        .unwrap();
+    c.wait_status(ServiceStatus::Healthy, Duration::from_secs(120))
+        .await;
+    mariadb_login(&inst, "app", "s3cret-Pass", "orders")
+        .await
+        .expect("tenant logs in after the retry");
+    agent.stop().await;
+    guest_t.shutdown().await;
+    c.cleanup().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
