@@ -10,6 +10,7 @@ use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 
 use crate::app::AppState;
+use crate::handlers::configurations;
 use crate::handlers::datastores::{associations, params, show as datastores, versions};
 use crate::handlers::not_implemented::not_implemented as ni;
 use crate::handlers::{flavors, instances, limits, quotas, versions as api_versions};
@@ -171,24 +172,47 @@ pub fn v1_routes() -> Vec<Route> {
         todo("GET", "/backup_strategies", "List backup strategies"),
         todo("POST", "/backup_strategies", "Create a backup strategy"),
         todo("DELETE", "/backup_strategies", "Delete backup strategies"),
-        todo("GET", "/configurations", "List configuration groups"),
-        todo("POST", "/configurations", "Create a configuration group"),
-        todo("GET", "/configurations/{id}", "Show a configuration group"),
-        todo(
+        r(
+            "GET",
+            "/configurations",
+            "List configuration groups",
+            configurations::list,
+        ),
+        r(
+            "POST",
+            "/configurations",
+            "Create a configuration group",
+            configurations::create,
+        ),
+        r(
+            "GET",
+            "/configurations/{id}",
+            "Show a configuration group",
+            configurations::show,
+        ),
+        r(
             "PUT",
             "/configurations/{id}",
             "Replace configuration values",
+            configurations::update,
         ),
-        todo("PATCH", "/configurations/{id}", "Edit configuration values"),
-        todo(
+        r(
+            "PATCH",
+            "/configurations/{id}",
+            "Edit configuration values",
+            configurations::edit,
+        ),
+        r(
             "DELETE",
             "/configurations/{id}",
             "Delete a configuration group",
+            configurations::delete,
         ),
-        todo(
+        r(
             "GET",
             "/configurations/{id}/instances",
             "Instances using a group",
+            configurations::instances,
         ),
         // Datastores (api.md §10.8, §11).
         r("GET", "/datastores", "List datastores", datastores::list),

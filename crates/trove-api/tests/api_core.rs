@@ -328,7 +328,7 @@ async fn unbuilt_routes_answer_501() {
     for (method, path) in [
         (Method::GET, "/backups"),
         (Method::POST, "/backups"),
-        (Method::GET, "/configurations"),
+        (Method::GET, "/backup_strategies"),
         (Method::GET, "/clusters"),
         (Method::GET, "/modules"),
         (

@@ -5,6 +5,7 @@
 //! key names, envelopes and timestamp format. Renaming a column cannot silently change
 //! the API because every key is written here.
 
+pub mod configurations;
 pub mod datastores;
 pub mod flavors;
 pub mod instances;
