@@ -217,6 +217,8 @@ pub(crate) struct Inner {
     pub(crate) cancel: CancellationToken,
     /// Parent span of everything the agent does (`instance.id`, `datastore`).
     span: tracing::Span,
+    /// The prepare end marker (named when a second prepare is refused).
+    end_marker: PathBuf,
 }
 
 impl Inner {
@@ -255,27 +257,27 @@ impl Inner {
     }
 
     /// Runs a prepare started by the `prepare` cast (see the module doc).
-    async fn run_prepare(self: Arc<Self>, request: PrepareRequest) {
+    async fn run_prepare(self: Arc<Self>, request: PrepareRequest, preparing: PreparingGuard) {
         self.report(ServiceStatus::Building).await;
         let result = self.manager.prepare(request).await;
         match result {
             Ok(()) => {
                 tracing::info!("prepare finished");
                 self.auto_restart.store(true, Ordering::SeqCst);
-                self.preparing.store(false, Ordering::SeqCst);
+                drop(preparing);
                 self.observe_and_report().await;
             }
             Err(e) if self.manager.is_prepared() => {
                 // The server is up; a database, user or root step after it failed. Trove only
                 // logs these.
                 tracing::error!(error = %e, "prepare finished, but creating its databases or users failed");
-                self.preparing.store(false, Ordering::SeqCst);
+                drop(preparing);
                 self.observe_and_report().await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "prepare failed");
-                self.preparing.store(false, Ordering::SeqCst);
                 self.report(ServiceStatus::Failed).await;
+                drop(preparing);
             }
         }
     }
@@ -304,11 +306,10 @@ fn limit(v: Option<i64>) -> Option<usize> {
 /// A datastore error as the remote error the caller receives.
 pub fn remote_error(e: &GuestError) -> RemoteError {
     let class = match e {
-        GuestError::InvalidValue(_) | GuestError::Reserved(_) => "BadRequest",
-        GuestError::AlreadyExists(_) => "BadRequest",
+        GuestError::InvalidValue(_) | GuestError::Reserved(_) | GuestError::AlreadyExists(_) => {
+            "BadRequest"
+        }
         GuestError::NotFound(_) => "NotFound",
-        GuestError::AlreadyPrepared(_) => "GuestError",
-        GuestError::NotSupported(_) => "GuestError",
         _ => "GuestError",
     };
     RemoteError::trove(class, e.to_string())
@@ -462,20 +463,13 @@ impl Dispatcher for GuestDispatcher {
 
 impl GuestDispatcher {
     /// `prepare`: refused at once when the instance is prepared or a prepare runs; otherwise
-    /// started in the background (it is a cast; the outcome travels by heartbeat).
+    /// started in the background (it is a cast; the outcome travels by heartbeat). Arguments
+    /// this agent cannot honour (restore, replica, cluster) or cannot decode end in "failed to
+    /// spawn" rather than in an instance silently built without them.
     async fn prepare(&self, args: PrepareArgs) -> Result<Value, RemoteError> {
         let inner = &self.0;
-        let value = serde_json::to_value(&args)
-            .map_err(|e| RemoteError::type_error(format!("prepare(): invalid arguments: {e}")))?;
-        let mut value = value;
-        if let Some(mem) = value.get_mut("memory_mb") {
-            if mem.as_i64().is_some_and(|m| m < 0) {
-                *mem = Value::from(0);
-            }
-        }
-        let request: PrepareRequest = arg("prepare", "arguments", value)?;
         if inner.manager.is_prepared() {
-            let e = GuestError::AlreadyPrepared("the prepare end marker".to_owned());
+            let e = GuestError::AlreadyPrepared(inner.end_marker.display().to_string());
             tracing::warn!("refusing a second prepare: the instance is already prepared");
             return Err(remote_error(&e));
         }
@@ -486,13 +480,55 @@ impl GuestDispatcher {
                 "a prepare is already running on this instance; refusing to prepare again",
             ));
         }
+        let guard = PreparingGuard(inner.clone());
+        let request = match prepare_request(args) {
+            Ok(r) => r,
+            Err(why) => {
+                tracing::error!(reason = %why, "prepare refused");
+                inner.report(ServiceStatus::Failed).await;
+                drop(guard);
+                return Err(RemoteError::trove("GuestError", why));
+            }
+        };
         tracing::info!(datastore = inner.manager.name(), "prepare accepted");
         let span = tracing::info_span!(parent: &inner.span, "prepare");
-        inner
-            .tasks
-            .spawn(inner.clone().run_prepare(request).instrument(span));
+        let task = inner.clone().run_prepare(request, guard);
+        inner.tasks.spawn(task.instrument(span));
         Ok(Value::Null)
     }
+}
+
+/// Clears [`Inner::preparing`] when the prepare ends, however it ends (even by a panic).
+struct PreparingGuard(Arc<Inner>);
+
+impl Drop for PreparingGuard {
+    fn drop(&mut self) {
+        self.0.preparing.store(false, Ordering::SeqCst);
+    }
+}
+
+/// The datastore layer's request from `prepare`'s wire arguments.
+fn prepare_request(args: PrepareArgs) -> Result<PrepareRequest, String> {
+    let present = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
+    if present(&args.backup_info) {
+        return Err("restoring a backup in prepare is not supported by this guest agent".into());
+    }
+    if present(&args.snapshot) {
+        return Err("creating a replica in prepare is not supported by this guest agent".into());
+    }
+    if present(&args.cluster_config) {
+        return Err("cluster members are not supported by this guest agent".into());
+    }
+    if args.modules.as_ref().is_some_and(|m| !m.is_empty()) {
+        tracing::warn!("prepare names modules; modules are not supported and are ignored");
+    }
+    let mut value = serde_json::to_value(&args).map_err(|e| format!("invalid arguments: {e}"))?;
+    if let Some(mem) = value.get_mut("memory_mb") {
+        if mem.as_i64().is_some_and(|m| m < 0) {
+            *mem = Value::from(0);
+        }
+    }
+    serde_json::from_value(value).map_err(|e| format!("prepare(): invalid arguments: {e}"))
 }
 
 /// Runs the endpoint inside the agent's span, so request logs carry the instance id.
@@ -576,6 +612,7 @@ impl Agent {
                 instance.id = %settings.guest_id,
                 datastore = %settings.datastore_manager
             ),
+            end_marker: settings.manager.prepare_end_marker(),
         });
         let endpoint = RpcEndpoint::new(
             GUEST_LATEST_VERSION,

@@ -533,20 +533,40 @@ async fn mariadb_failed_prepare_then_retry() {
     let agent = Agent::start(c.settings("mariadb", &inst), Arc::new(guest_t.clone()))
         .await
         .expect("agent starts");
+    // A restore is not something this agent can do: failed at once, nothing started.
+    let mut restore = prepare_args("/var/lib/mysql", "10.11");
+    restore.backup_info = Some(json!({"id": "b1", "location": "swift://x", "type": "mariabackup"}));
+    c.guest.prepare(&ctx(), restore.clone()).await.unwrap();
+    let seen = c
+        .wait_status(ServiceStatus::Failed, Duration::from_secs(10))
+        .await;
+    assert_eq!(seen, vec![ServiceStatus::New, ServiceStatus::Failed]);
+    let args = serde_json::to_value(restore)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .clone();
+    let e = c
+        .raw_client()
+        .call(&ctx(), "prepare", args, Duration::from_secs(30))
+        .await
+        .unwrap_err();
+    assert!(
+        e.remote().unwrap().message.contains("restoring a backup"),
+        "{e}"
+    );
+    assert!(inst.server_pid().is_none());
+
+    // A configuration the server rejects: building, then failed to spawn.
     let mut bad = prepare_args("/var/lib/mysql", "10.11");
     bad.config_contents = Some("[mysqld]\nno_such_server_option = 1\n".into());
     c.guest.prepare(&ctx(), bad).await.unwrap();
+    c.wait_status(ServiceStatus::Building, Duration::from_secs(10))
+        .await;
     let seen = c
         .wait_status(ServiceStatus::Failed, Duration::from_secs(120))
         .await;
-    assert_eq!(
-        seen,
-        vec![
-            ServiceStatus::New,
-            ServiceStatus::Building,
-            ServiceStatus::Failed
-        ]
-    );
+    assert_eq!(seen, vec![ServiceStatus::Building, ServiceStatus::Failed]);
     assert!(!agent.manager().is_prepared());
     // No heartbeats before a prepare succeeds: the row keeps saying why it failed.
     tokio::time::sleep(REPORT_INTERVAL * 2).await;
