@@ -64,6 +64,8 @@ struct Controller {
     transport: AmqpTransport,
     conductor: Option<trove_conductor::ConductorServer>,
     guest: GuestApi,
+    /// Set by [`Controller::cleanup`]; otherwise `Drop` (a failed test) deletes the queues.
+    cleaned: bool,
     _lock: trove_rpc::testing::BrokerTestLock,
 }
 
@@ -120,6 +122,7 @@ impl Controller {
             transport,
             conductor: Some(conductor),
             guest,
+            cleaned: false,
             _lock: lock,
         }
     }
@@ -202,6 +205,40 @@ impl Controller {
             .delete_topic_queues(&self.conductor_topic, Some("0.0.0.0"))
             .await;
         self.transport.shutdown().await;
+        self.cleaned = true;
+    }
+}
+
+impl Drop for Controller {
+    /// After a failed test: delete the test's queues from a thread with its own runtime (the
+    /// test's runtime may be unwinding).
+    fn drop(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        let (exchange, id, topic) = (
+            self.exchange.clone(),
+            self.instance_id.clone(),
+            self.conductor_topic.clone(),
+        );
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let Ok(t) =
+                    AmqpTransport::connect_url(&rabbit_url(), AmqpOptions::with_exchange(exchange))
+                        .await
+                else {
+                    return;
+                };
+                let _ = t.delete_topic_queues(&guest_topic(&id), Some(&id)).await;
+                let _ = t.delete_topic_queues(&topic, Some("0.0.0.0")).await;
+                t.shutdown().await;
+            });
+        })
+        .join();
     }
 }
 
