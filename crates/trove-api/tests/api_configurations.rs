@@ -844,3 +844,148 @@ async fn configuration_routes_on_every_backend() {
         assert_eq!(other.json(), json!({"configurations": []}), "{backend}");
     }
 }
+
+fn openstack_bin() -> std::path::PathBuf {
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let bin = root.join("target/venvs/troveclient/bin/openstack");
+    assert!(
+        bin.exists(),
+        "{} is missing: run scripts/client-venv.sh (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+async fn osc(app: &TestApp, args: &[&str]) -> (bool, String) {
+    let endpoint = format!("{}/v1.0/{PROJECT}", app.base);
+    let out = tokio::process::Command::new(openstack_bin())
+        .args(["--os-auth-type", "none", "--os-endpoint", &endpoint])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .output()
+        .await
+        .expect("run openstack");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `openstack database configuration ...` (python-troveclient 8.11) against the API.
+/// Needs the client virtualenv that `scripts/client-venv.sh` makes, like
+/// `troveclient_compat.rs`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openstack_configuration_commands_work() {
+    let app = TestApp::start().await;
+    seed(&app).await;
+    let (ok, out) = osc(
+        &app,
+        &[
+            "database",
+            "configuration",
+            "create",
+            "tuned",
+            r#"{"max_connections": 400, "autocommit": true, "rpl_password": "x"}"#,
+            "--datastore",
+            "mariadb",
+            "--datastore-version",
+            "10.11",
+            "--description",
+            "d",
+            "-f",
+            "json",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["datastore_version_number"], "10.11.6", "{out}");
+
+    let (ok, out) = osc(&app, &["database", "configuration", "list"]).await;
+    assert!(
+        ok && out.contains("tuned") && out.contains("10.11.6"),
+        "{out}"
+    );
+
+    // `parameter set` (PATCH, merges) and `set` (PUT, replaces) take the id as given.
+    let (ok, out) = osc(
+        &app,
+        &[
+            "database",
+            "configuration",
+            "parameter",
+            "set",
+            &id,
+            r#"{"max_connections": 500}"#,
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = osc(
+        &app,
+        &["database", "configuration", "show", "tuned", "-f", "json"],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let shown: Value = serde_json::from_str(&out).unwrap();
+    let values: Value = serde_json::from_str(shown["values"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        values,
+        json!({"max_connections": 500, "autocommit": true, "rpl_password": "***"})
+    );
+    let (ok, out) = osc(
+        &app,
+        &[
+            "database",
+            "configuration",
+            "set",
+            &id,
+            r#"{"autocommit": false}"#,
+            "--name",
+            "tuned2",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let v = app.get(&format!("/configurations/{id}")).await.json();
+    assert_eq!(v["configuration"]["values"], json!({"autocommit": false}));
+    assert_eq!(v["configuration"]["name"], "tuned2");
+
+    let (ok, out) = osc(&app, &["database", "configuration", "instances", "tuned2"]).await;
+    assert!(ok, "{out}");
+
+    let (ok, out) = osc(
+        &app,
+        &[
+            "database",
+            "configuration",
+            "create",
+            "bad",
+            r#"{"max_connections": 0}"#,
+            "--datastore",
+            "mariadb",
+        ],
+    )
+    .await;
+    assert!(!ok);
+    assert!(
+        out.contains(
+            "The value for the configuration parameter max_connections is less than the \
+             minimum allowed: 1 (HTTP 422)"
+        ),
+        "{out}"
+    );
+
+    let (ok, out) = osc(&app, &["database", "configuration", "delete", "tuned2"]).await;
+    assert!(ok, "{out}");
+    let (ok, out) = osc(&app, &["database", "configuration", "show", &id]).await;
+    assert!(!ok);
+    assert!(
+        out.contains("No configuration with a name or ID of"),
+        "{out}"
+    );
+}
