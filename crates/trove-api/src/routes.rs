@@ -66,6 +66,7 @@ fn todo(method: &'static str, path: &'static str, summary: &'static str) -> Rout
 
 /// Every v1 route.
 pub fn v1_routes() -> Vec<Route> {
+    use crate::handlers::extensions as x;
     use instances as i;
     vec![
         // Instances (api.md §4, §5).
@@ -128,42 +129,97 @@ pub fn v1_routes() -> Vec<Route> {
             "/instances/{id}/modules/{module_id}",
             "Remove a module",
         ),
-        todo("GET", "/instances/{id}/databases", "List databases"),
-        todo("POST", "/instances/{id}/databases", "Create databases"),
-        todo("GET", "/instances/{id}/databases/{name}", "Show a database"),
-        todo(
+        r(
+            "GET",
+            "/instances/{id}/databases",
+            "List databases",
+            x::databases::list,
+        ),
+        r(
+            "POST",
+            "/instances/{id}/databases",
+            "Create databases",
+            x::databases::create,
+        ),
+        r(
+            "GET",
+            "/instances/{id}/databases/{name}",
+            "Show a database",
+            x::databases::show,
+        ),
+        r(
             "DELETE",
             "/instances/{id}/databases/{name}",
             "Drop a database",
+            x::databases::delete,
         ),
-        todo("GET", "/instances/{id}/users", "List users"),
-        todo("POST", "/instances/{id}/users", "Create users"),
-        todo("PUT", "/instances/{id}/users", "Change user passwords"),
-        todo("GET", "/instances/{id}/users/{user}", "Show a user"),
-        todo("PUT", "/instances/{id}/users/{user}", "Update a user"),
-        todo("DELETE", "/instances/{id}/users/{user}", "Delete a user"),
-        todo(
+        r("GET", "/instances/{id}/users", "List users", x::users::list),
+        r(
+            "POST",
+            "/instances/{id}/users",
+            "Create users",
+            x::users::create,
+        ),
+        r(
+            "PUT",
+            "/instances/{id}/users",
+            "Change user passwords",
+            x::users::update_all,
+        ),
+        r(
+            "GET",
+            "/instances/{id}/users/{user}",
+            "Show a user",
+            x::users::show,
+        ),
+        r(
+            "PUT",
+            "/instances/{id}/users/{user}",
+            "Update a user",
+            x::users::update,
+        ),
+        r(
+            "DELETE",
+            "/instances/{id}/users/{user}",
+            "Delete a user",
+            x::users::delete,
+        ),
+        r(
             "GET",
             "/instances/{id}/users/{user}/databases",
             "List user access",
+            x::users::access,
         ),
-        todo(
+        r(
             "PUT",
             "/instances/{id}/users/{user}/databases",
             "Grant access",
+            x::users::grant,
         ),
-        todo(
+        r(
             "DELETE",
             "/instances/{id}/users/{user}/databases/{db}",
             "Revoke access",
+            x::users::revoke,
         ),
-        todo(
+        r(
             "GET",
             "/instances/{id}/root",
             "Show whether root is enabled",
+            x::root::show,
         ),
-        todo("POST", "/instances/{id}/root", "Enable root"),
-        todo("DELETE", "/instances/{id}/root", "Disable root"),
+        r(
+            "POST",
+            "/instances/{id}/root",
+            "Enable root",
+            x::root::enable,
+        ),
+        r(
+            "DELETE",
+            "/instances/{id}/root",
+            "Disable root",
+            x::root::disable,
+        ),
         // Backups, configuration groups (api.md §9, §10).
         todo("GET", "/backups", "List backups"),
         todo("POST", "/backups", "Create a backup"),

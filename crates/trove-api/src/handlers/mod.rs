@@ -3,6 +3,7 @@
 
 pub mod configurations;
 pub mod datastores;
+pub mod extensions;
 pub mod flavors;
 pub mod instances;
 pub mod limits;

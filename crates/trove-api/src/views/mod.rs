@@ -6,12 +6,15 @@
 //! the API because every key is written here.
 
 pub mod configurations;
+pub mod databases;
 pub mod datastores;
 pub mod flavors;
 pub mod instances;
 pub mod limits;
 pub mod params;
 pub mod quotas;
+pub mod root;
+pub mod users;
 pub mod versions;
 
 use chrono::NaiveDateTime;
