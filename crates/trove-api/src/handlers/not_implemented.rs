@@ -1,5 +1,5 @@
-//! Routes of the v1 API whose features are not built yet (backups, configuration groups,
-//! clusters, modules, guest logs, databases, users, root, mgmt): they answer 501
+//! Routes of the v1 API whose features are not built yet (backups, backup strategies,
+//! clusters, modules, guest logs, SSL, most mgmt routes): they answer 501
 //! `notImplemented` in Trove's format after authentication, so clients get a clear error
 //! instead of a 404.
 
