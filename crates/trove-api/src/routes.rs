@@ -13,7 +13,9 @@ use crate::app::AppState;
 use crate::handlers::configurations;
 use crate::handlers::datastores::{associations, params, show as datastores, versions};
 use crate::handlers::not_implemented::not_implemented as ni;
-use crate::handlers::{flavors, instances, limits, quotas, versions as api_versions};
+use crate::handlers::{
+    flavors, instances, limits, mgmt_instances, quotas, versions as api_versions,
+};
 use crate::middleware;
 
 /// One route of the v1 API.
@@ -345,8 +347,18 @@ pub fn v1_routes() -> Vec<Route> {
             quotas::update,
         ),
         // Management (api.md §19).
-        todo("GET", "/mgmt/instances", "List all instances (admin)"),
-        todo("GET", "/mgmt/instances/{id}", "Show an instance (admin)"),
+        r(
+            "GET",
+            "/mgmt/instances",
+            "List all instances (admin)",
+            mgmt_instances::list,
+        ),
+        r(
+            "GET",
+            "/mgmt/instances/{id}",
+            "Show an instance (admin)",
+            mgmt_instances::show,
+        ),
         todo(
             "POST",
             "/mgmt/instances/{id}/action",

@@ -11,6 +11,7 @@ pub mod datastores;
 pub mod flavors;
 pub mod instances;
 pub mod limits;
+pub mod mgmt_instances;
 pub mod params;
 pub mod quotas;
 pub mod root;
