@@ -10,7 +10,8 @@
 //!    │                                               per-instance key (clear without one)
 //!    ├── RPC calls ──────────> DatastoreManager (users, databases, root, config, fs stats...)
 //!    ├── prepare (cast) ─────> background task: heartbeat "building"; prepare;
-//!    │                         heartbeat status ("healthy") or "failed to spawn"
+//!    │                         heartbeat status ("healthy") + notify_end, or "failed to
+//!    │                         spawn" + notify_exc_info (the conductor records a fault)
 //!    ├── stop_db / restart ──> heartbeats "shutdown" / "restarting" at once
 //!    └── status task ────────> every report_interval once prepared: heartbeat(status);
 //!                              crashed server -> restart with back-off (see crate::heartbeat)
@@ -46,7 +47,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use trove_config::Config;
 use trove_rpc::api::guest::GUEST_LATEST_VERSION;
-use trove_rpc::api::{guest_topic, ConductorApi, GuestRequest, PrepareArgs};
+use trove_rpc::api::{guest_topic, ConductorApi, ConductorRequest, GuestRequest, PrepareArgs};
 use trove_rpc::{
     encode_result, AmqpOptions, AmqpTransport, Dispatcher, MessageHandler, RemoteError, RpcContext,
     RpcEndpoint, RpcError, SecureSerializer, ServerHandle, Target, Transport,
@@ -257,7 +258,12 @@ impl Inner {
     }
 
     /// Runs a prepare started by the `prepare` cast (see the module doc).
-    async fn run_prepare(self: Arc<Self>, request: PrepareRequest, preparing: PreparingGuard) {
+    async fn run_prepare(
+        self: Arc<Self>,
+        request: PrepareRequest,
+        preparing: PreparingGuard,
+        notification: PrepareNotification,
+    ) {
         self.report(ServiceStatus::Building).await;
         let result = self.manager.prepare(request).await;
         match result {
@@ -266,6 +272,7 @@ impl Inner {
                 self.auto_restart.store(true, Ordering::SeqCst);
                 drop(preparing);
                 self.observe_and_report().await;
+                self.notify_end(&notification).await;
             }
             Err(e) if self.manager.is_prepared() => {
                 // The server is up; a database, user or root step after it failed. Trove only
@@ -273,14 +280,99 @@ impl Inner {
                 tracing::error!(error = %e, "prepare finished, but creating its databases or users failed");
                 drop(preparing);
                 self.observe_and_report().await;
+                self.notify_end(&notification).await;
             }
             Err(e) => {
                 tracing::error!(error = %e, "prepare failed");
                 self.report(ServiceStatus::Failed).await;
+                let text = e.to_string();
+                self.notify_error(&notification, "prepare failed", &text, &error_lines(&e))
+                    .await;
                 drop(preparing);
             }
         }
     }
+
+    /// Casts `notify_end` for a finished request; a failure is logged, never fatal.
+    async fn notify_end(&self, n: &PrepareNotification) {
+        let req = ConductorRequest::NotifyEnd {
+            serialized_notification: n.payload.clone(),
+            notification_args: Value::Object(Map::new()),
+        };
+        if let Err(e) = self.conductor.cast(&n.context(), &req).await {
+            tracing::warn!(error = %e, "end notification not sent");
+        }
+    }
+
+    /// Casts `notify_exc_info` so the conductor records an instance fault with `message`
+    /// (`<what>: <why>`) and `lines` as its details; a failure is logged, never fatal.
+    pub(crate) async fn notify_error(
+        &self,
+        n: &PrepareNotification,
+        what: &str,
+        why: &str,
+        lines: &[String],
+    ) {
+        let req = ConductorRequest::NotifyExcInfo {
+            serialized_notification: n.payload.clone(),
+            message: format!("{what}: {why}"),
+            exception: Value::from(lines.to_vec()),
+        };
+        match self.conductor.cast(&n.context(), &req).await {
+            Ok(()) => tracing::debug!("error notification sent"),
+            Err(e) => tracing::warn!(error = %e, "error notification not sent"),
+        }
+    }
+}
+
+/// The notification a request's outcome is reported with (`notify_end` / `notify_exc_info`):
+/// the serialized notification the caller attached to the context (Trove's taskmanager
+/// attaches the instance-create one), completed with the instance id and a class name.
+pub(crate) struct PrepareNotification {
+    payload: Value,
+    request_id: Option<String>,
+    global_request_id: Option<String>,
+}
+
+/// Class name of the notification of an instance creation.
+const CREATE_NOTIFICATION: &str = "trove.common.notification.DBaaSInstanceCreate";
+
+impl PrepareNotification {
+    fn new(ctx: &RpcContext, instance_id: &str) -> Self {
+        let mut payload = match &ctx.trove_notification {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        };
+        payload.insert("instance_id".into(), Value::from(instance_id));
+        payload
+            .entry("notification_classname")
+            .or_insert_with(|| Value::from(CREATE_NOTIFICATION));
+        PrepareNotification {
+            payload: Value::Object(payload),
+            request_id: ctx.request_id.clone(),
+            global_request_id: ctx.global_request_id.clone(),
+        }
+    }
+
+    /// The context of the conductor cast: the request's ids, nothing of its credentials.
+    fn context(&self) -> RpcContext {
+        RpcContext {
+            request_id: self.request_id.clone(),
+            global_request_id: self.global_request_id.clone(),
+            ..RpcContext::default()
+        }
+    }
+}
+
+/// An error and its sources, one line each (the fault's details).
+fn error_lines(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    let mut lines = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        lines.push(format!("caused by: {s}"));
+        source = s.source();
+    }
+    lines
 }
 
 /// Decodes a JSON value into a datastore type, as a `TypeError` on failure.
@@ -336,7 +428,7 @@ struct GuestDispatcher(Arc<Inner>);
 impl Dispatcher for GuestDispatcher {
     async fn dispatch(
         &self,
-        _ctx: RpcContext,
+        ctx: RpcContext,
         method: &str,
         args: Map<String, Value>,
     ) -> Result<Value, RemoteError> {
@@ -345,7 +437,7 @@ impl Dispatcher for GuestDispatcher {
         let m = inner.manager.as_ref();
         use GuestRequest as R;
         match req {
-            R::Prepare(args) => self.prepare(*args).await,
+            R::Prepare(args) => self.prepare(&ctx, *args).await,
             R::RpcPing {} => Ok(Value::Bool(true)),
             R::Restart {} => {
                 inner.auto_restart.store(true, Ordering::SeqCst);
@@ -466,7 +558,7 @@ impl GuestDispatcher {
     /// started in the background (it is a cast; the outcome travels by heartbeat). Arguments
     /// this agent cannot honour (restore, replica, cluster) or cannot decode end in "failed to
     /// spawn" rather than in an instance silently built without them.
-    async fn prepare(&self, args: PrepareArgs) -> Result<Value, RemoteError> {
+    async fn prepare(&self, ctx: &RpcContext, args: PrepareArgs) -> Result<Value, RemoteError> {
         let inner = &self.0;
         if inner.manager.is_prepared() {
             let e = GuestError::AlreadyPrepared(inner.end_marker.display().to_string());
@@ -481,18 +573,27 @@ impl GuestDispatcher {
             ));
         }
         let guard = PreparingGuard(inner.clone());
+        let notification = PrepareNotification::new(ctx, &inner.guest_id);
         let request = match prepare_request(args) {
             Ok(r) => r,
             Err(why) => {
                 tracing::error!(reason = %why, "prepare refused");
                 inner.report(ServiceStatus::Failed).await;
+                inner
+                    .notify_error(
+                        &notification,
+                        "prepare failed",
+                        &why,
+                        std::slice::from_ref(&why),
+                    )
+                    .await;
                 drop(guard);
                 return Err(RemoteError::trove("GuestError", why));
             }
         };
         tracing::info!(datastore = inner.manager.name(), "prepare accepted");
         let span = tracing::info_span!(parent: &inner.span, "prepare");
-        let task = inner.clone().run_prepare(request, guard);
+        let task = inner.clone().run_prepare(request, guard, notification);
         inner.tasks.spawn(task.instrument(span));
         Ok(Value::Null)
     }

@@ -184,6 +184,30 @@ impl Controller {
         }
     }
 
+    /// Polls the instance's fault until `accept` takes it; returns it.
+    async fn wait_fault(
+        &self,
+        accept: impl Fn(&trove_db::faults::InstanceFault) -> bool,
+        within: Duration,
+    ) -> trove_db::faults::InstanceFault {
+        let deadline = Instant::now() + within;
+        loop {
+            let fault = self
+                .db()
+                .instance_fault_get(&self.instance_id)
+                .await
+                .expect("read fault");
+            match fault {
+                Some(f) if accept(&f) => return f,
+                other => assert!(
+                    Instant::now() < deadline,
+                    "no matching fault within {within:?}; last {other:?}"
+                ),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A raw client of the guest topic with the instance key (to *call* a cast method).
     fn raw_client(&self) -> RpcClient {
         RpcClient::new(
@@ -560,8 +584,9 @@ async fn mariadb_agent_prepare_calls_crash_restart_and_resume() {
     eprintln!("total {:?}", t0.elapsed());
 }
 
-/// A prepare that cannot start the server ends in "failed to spawn"; as the end marker was not
-/// written, a corrected prepare may follow and succeeds.
+/// A prepare that cannot start the server ends in "failed to spawn" and an instance fault the
+/// tenant can read (recorded by the conductor from the guest's error notification); as the end
+/// marker was not written, a corrected prepare may follow and succeeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mariadb_failed_prepare_then_retry() {
     let c = Controller::new().await;
@@ -578,6 +603,14 @@ async fn mariadb_failed_prepare_then_retry() {
         .wait_status(ServiceStatus::Failed, Duration::from_secs(10))
         .await;
     assert_eq!(seen, vec![ServiceStatus::New, ServiceStatus::Failed]);
+    let fault = c.wait_fault(|_| true, Duration::from_secs(10)).await;
+    assert_eq!(fault.instance_id, c.instance_id);
+    assert!(
+        fault.message.starts_with("prepare failed: ")
+            && fault.message.contains("restoring a backup"),
+        "{fault:?}"
+    );
+    assert!(fault.details.contains("restoring a backup"), "{fault:?}");
     let args = serde_json::to_value(restore)
         .unwrap()
         .as_object()
@@ -605,6 +638,15 @@ async fn mariadb_failed_prepare_then_retry() {
         .await;
     assert_eq!(seen, vec![ServiceStatus::Building, ServiceStatus::Failed]);
     assert!(!agent.manager().is_prepared());
+    let fault = c
+        .wait_fault(
+            |f| !f.message.contains("restoring a backup"),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(fault.message.starts_with("prepare failed: "), "{fault:?}");
+    assert!(!fault.details.is_empty(), "{fault:?}");
+    eprintln!("fault recorded: {} / {}", fault.message, fault.details);
     // No heartbeats before a prepare succeeds: the row keeps saying why it failed.
     tokio::time::sleep(REPORT_INTERVAL * 2).await;
     assert_eq!(c.status().await.0, Some(ServiceStatus::Failed));
