@@ -10,7 +10,8 @@
 //! * [`process`]: pid files, liveness, signals: supervision of the server process.
 //! * [`manager`]: the [`manager::DatastoreManager`] trait the RPC layer will dispatch to, its
 //!   request/response types, paging and filesystem statistics.
-//! * [`mariadb`] and [`postgres`]: the two implementations, each with its on-disk layout.
+//! * [`mariadb`] and [`postgres`]: the two implementations, each with its on-disk layout; the
+//!   start/stop/restart/prepare sequence they share is in the private `lifecycle` module.
 //! * [`error`]: the crate's error type, [`error::GuestError`].
 //! * [`agent`]: the serving loop: [`agent::Agent`] (RPC server of `guestagent.<guest_id>`
 //!   dispatching to the manager), [`agent::AgentSettings`] from the configuration, and
@@ -21,6 +22,7 @@
 pub mod agent;
 pub mod error;
 pub mod heartbeat;
+mod lifecycle;
 pub mod manager;
 pub mod mariadb;
 pub mod models;

@@ -42,6 +42,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOpti
 use sqlx::{ConnectOptions, Connection, Row};
 
 use crate::error::{GuestError, Result};
+use crate::lifecycle::{Lifecycle, ServerSteps};
 use crate::manager::{
     check_overrides, filesystem_stats, generate_password, mkdir, paginate, write_file,
     DatastoreManager, FilesystemStats, ManagerConfig, Overrides, Page, PrepareRequest,
@@ -250,8 +251,7 @@ pub struct MariaDbManager {
     layout: MariaDbLayout,
     process: ServerProcess,
     pool: tokio::sync::Mutex<Option<MySqlPool>>,
-    lifecycle: tokio::sync::Mutex<()>,
-    transient: std::sync::Mutex<Option<ServiceStatus>>,
+    lifecycle: Lifecycle,
 }
 
 impl std::fmt::Debug for MariaDbManager {
@@ -282,8 +282,7 @@ impl MariaDbManager {
             layout,
             process,
             pool: tokio::sync::Mutex::new(None),
-            lifecycle: tokio::sync::Mutex::new(()),
-            transient: std::sync::Mutex::new(None),
+            lifecycle: Lifecycle::default(),
         }
     }
 
@@ -295,10 +294,6 @@ impl MariaDbManager {
     /// The server's supervisor (pid file).
     pub fn process(&self) -> &ServerProcess {
         &self.process
-    }
-
-    fn set_transient(&self, s: Option<ServiceStatus>) {
-        *self.transient.lock().unwrap_or_else(|e| e.into_inner()) = s;
     }
 
     fn socket_options(&self, user: &str, password: Option<&str>) -> MySqlConnectOptions {
@@ -668,6 +663,38 @@ async fn exec_all(pool: &MySqlPool, stmts: &[String]) -> Result<()> {
 }
 
 #[async_trait]
+impl ServerSteps for MariaDbManager {
+    fn lifecycle(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    fn instance_config(&self) -> &ManagerConfig {
+        &self.config
+    }
+
+    fn label(&self) -> &'static str {
+        "MariaDB"
+    }
+
+    async fn install(&self, request: &PrepareRequest) -> Result<()> {
+        self.do_prepare(request).await
+    }
+
+    async fn start_server(&self) -> Result<()> {
+        self.start_locked().await
+    }
+
+    async fn stop_server(&self) -> Result<()> {
+        self.stop_locked().await
+    }
+
+    async fn observe_server(&self) -> ServiceStatus {
+        let opts = self.admin_options();
+        self.process.observe(self.ping(&opts)).await
+    }
+}
+
+#[async_trait]
 impl DatastoreManager for MariaDbManager {
     fn name(&self) -> &'static str {
         "mariadb"
@@ -678,62 +705,23 @@ impl DatastoreManager for MariaDbManager {
     }
 
     async fn prepare(&self, request: PrepareRequest) -> Result<()> {
-        let guard = self.lifecycle.lock().await;
-        self.config.begin_install()?;
-        self.set_transient(Some(ServiceStatus::Building));
-        tracing::info!(request = ?request, "preparing MariaDB");
-        if let Err(e) = self.do_prepare(&request).await {
-            tracing::error!(error = %e, "prepare failed");
-            self.set_transient(Some(ServiceStatus::Failed));
-            return Err(e);
-        }
-        self.config.end_install()?;
-        self.set_transient(None);
-        drop(guard);
-        // As in Trove, the post-install steps run once the instance counts as prepared.
-        if !request.databases.is_empty() {
-            self.create_databases(request.databases.clone()).await?;
-        }
-        if !request.users.is_empty() {
-            self.create_users(request.users.clone()).await?;
-        }
-        if let Some(pw) = request.root_password.clone() {
-            self.enable_root(Some(pw)).await?;
-        }
-        Ok(())
+        self.prepare_sequence(request).await
     }
 
     async fn start(&self) -> Result<()> {
-        let _g = self.lifecycle.lock().await;
-        self.start_locked().await
+        self.start_sequence().await
     }
 
     async fn stop(&self) -> Result<()> {
-        let _g = self.lifecycle.lock().await;
-        self.stop_locked().await
+        self.stop_sequence().await
     }
 
     async fn restart(&self) -> Result<()> {
-        let _g = self.lifecycle.lock().await;
-        self.set_transient(Some(ServiceStatus::Restarting));
-        let r = async {
-            self.stop_locked().await?;
-            self.start_locked().await
-        }
-        .await;
-        self.set_transient(None);
-        r
+        self.restart_sequence().await
     }
 
     async fn status(&self) -> ServiceStatus {
-        if let Some(s) = *self.transient.lock().unwrap_or_else(|e| e.into_inner()) {
-            return s;
-        }
-        if !self.config.prepare_start_marker().exists() {
-            return ServiceStatus::New;
-        }
-        let opts = self.admin_options();
-        self.process.observe(self.ping(&opts)).await
+        self.status_sequence().await
     }
 
     async fn create_databases(&self, databases: Vec<Database>) -> Result<()> {
