@@ -547,13 +547,13 @@ async fn delete_and_instances() {
     assert_eq!(page2["instances"][0]["id"], ids[1].as_str());
     assert!(page2.get("links").is_none());
 
-    // Values of a group in use cannot be changed yet (the guest would need them).
+    // Values of a group in use go to the guests, which this API cannot reach.
     put(&app, &id, json!({"configuration": {"values": {}}}))
         .await
-        .fault(501, "notImplemented");
+        .fault(503, "serviceUnavailable");
     patch(&app, &id, json!({"configuration": {"values": {}}}))
         .await
-        .fault(501, "notImplemented");
+        .fault(503, "serviceUnavailable");
 
     // DELETE refused while the project's instances use it.
     let r = send(app.v1(Method::DELETE, &path)).await;

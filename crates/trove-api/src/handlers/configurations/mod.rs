@@ -9,9 +9,9 @@
 //! found.") unless the caller is an admin. Instance counts and the instance list are
 //! limited to the caller's project unless the caller is an admin.
 //!
-//! Pushing new values to instances needs the guest agent, which this API does not call
-//! yet: `PUT`/`PATCH` of a group that non-deleted instances use answer 501 before
-//! changing anything. Attaching groups to instances is likewise not served yet.
+//! `PUT`/`PATCH` of a group push the new values to the non-deleted instances using it
+//! (see [`crate::handlers::instances::configuration`], which also attaches and detaches
+//! groups).
 
 pub mod request;
 pub mod values;
@@ -275,16 +275,23 @@ async fn validated(
     )
 }
 
-/// Refuses to change the values of a group instances use (the guest cannot be told yet).
-async fn refuse_if_in_use(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<()> {
-    if instances_using(state, ctx, id, true).await?.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::not_implemented(
-            "Changing the values of a configuration group that instances use is not \
-             implemented yet.",
-        ))
+/// 503 before anything changes when instances use group `id` and this API cannot reach
+/// guest agents.
+async fn check_guests_if_in_use(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<()> {
+    if state.guests().is_none() && !instances_using(state, ctx, id, true).await?.is_empty() {
+        return Err(ApiError::unavailable("no guest agent client configured"));
     }
+    Ok(())
+}
+
+/// Pushes the stored values of group `id` to every non-deleted instance using it
+/// (guest `update_overrides`, then `apply_overrides` unless a restart is needed).
+async fn push_to_instances(state: &AppState, ctx: &RequestContext, id: &str) -> ApiResult<()> {
+    let group = state.db().configuration_get(id).await?;
+    for inst in instances_using(state, ctx, id, true).await? {
+        crate::handlers::instances::configuration::refresh(state, ctx, &inst, &group).await?;
+    }
+    Ok(())
 }
 
 /// `PUT /configurations/{id}`: replaces all values (none when `values` is absent),
@@ -299,7 +306,7 @@ pub async fn update(
     let c = load_visible(&state, &ctx, &id).await?;
     ctx.authorize(&state, "configuration:update", &c.tenant_id)?;
     let items = validated(&state, &c, &req.values.clone().unwrap_or_default()).await?;
-    refuse_if_in_use(&state, &ctx, &id).await?;
+    check_guests_if_in_use(&state, &ctx, &id).await?;
     if req.name.is_some() || req.description.is_some() {
         let name = req.name.as_deref().unwrap_or(&c.name);
         let description = req.description.as_deref().or(c.description.as_deref());
@@ -310,6 +317,7 @@ pub async fn update(
     }
     state.db().configuration_set_parameters(&id, &items).await?;
     tracing::info!(configuration_id = %id, "configuration group values replaced");
+    push_to_instances(&state, &ctx, &id).await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 
@@ -324,12 +332,13 @@ pub async fn edit(
     let c = load_visible(&state, &ctx, &id).await?;
     ctx.authorize(&state, "configuration:edit", &c.tenant_id)?;
     let items = validated(&state, &c, &req.values.unwrap_or_default()).await?;
-    refuse_if_in_use(&state, &ctx, &id).await?;
+    check_guests_if_in_use(&state, &ctx, &id).await?;
     state
         .db()
         .configuration_update_parameters(&id, &items)
         .await?;
     tracing::info!(configuration_id = %id, "configuration group values edited");
+    push_to_instances(&state, &ctx, &id).await?;
     Ok(empty(StatusCode::OK))
 }
 

@@ -2,7 +2,7 @@
 //! - [`list`]: `GET /instances`, `GET /instances/detail`;
 //! - [`show`]: `GET /instances/{id}`;
 //! - [`create`]: `POST /instances`;
-//! - [`update`]: `PUT`/`PATCH /instances/{id}`;
+//! - [`update`]: `PUT`/`PATCH /instances/{id}`, with [`configuration`] attach/detach;
 //! - [`delete`]: `DELETE /instances/{id}`;
 //! - [`action`]: `POST /instances/{id}/action`.
 //!
@@ -10,6 +10,7 @@
 //! 404 unless the caller is an admin) and gathering what the views render.
 
 pub mod action;
+pub mod configuration;
 pub mod create;
 pub mod delete;
 pub mod list;

@@ -1,11 +1,12 @@
-//! `PUT` and `PATCH /instances/{id}` (api.md §4.5): rename now; other attributes are
-//! refused until their features exist. 202 with an empty body.
+//! `PUT` and `PATCH /instances/{id}` (api.md §4.5): rename, attach or detach a
+//! configuration group (an empty `instance` detaches); other attributes are refused until
+//! their features exist. 202 with an empty body.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::load_visible;
+use super::{configuration, load_visible};
 use crate::app::AppState;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
@@ -35,18 +36,13 @@ async fn update_impl(
     if let Some(name) = &req.name {
         state.db().instance_update_name(&id, name).await?;
     }
-    let detach_nothing = req
-        .configuration
-        .as_ref()
-        .is_some_and(|c| c.is_null() && inst.configuration_id.is_none());
     match req.others.first().map(String::as_str) {
+        None if req.name.is_none() => configuration::detach(&state, &ctx, &inst).await?,
         None => {}
-        Some("configuration") if detach_nothing => {}
-        Some("configuration") => {
-            return Err(ApiError::not_implemented(
-                "Configuration groups are not implemented yet.",
-            ))
-        }
+        Some("configuration") => match req.configuration.as_ref().and_then(|c| c.as_str()) {
+            Some(cid) => configuration::attach(&state, &ctx, &inst, cid).await?,
+            None => configuration::detach(&state, &ctx, &inst).await?,
+        },
         Some("replica_of" | "slave_of") => {
             if inst.slave_of_id.is_none() {
                 return Err(ApiError::bad_request(format!(
