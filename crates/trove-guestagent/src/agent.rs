@@ -436,6 +436,21 @@ impl Dispatcher for GuestDispatcher {
         let inner = &self.0;
         let m = inner.manager.as_ref();
         use GuestRequest as R;
+        // While a prepare runs the server's admin credentials are still changing, so no other
+        // request may reach the manager (its admin connection would be made with credentials
+        // that are about to stop working). Liveness checks and the prepare itself pass.
+        if inner.preparing.load(Ordering::SeqCst)
+            && !matches!(
+                req,
+                R::Prepare(_) | R::RpcPing {} | R::GetFilesystemStats { .. }
+            )
+        {
+            tracing::info!(method, "request refused: the instance is being prepared");
+            return Err(RemoteError::trove(
+                "GuestError",
+                "the instance is being prepared; try again when it is ready",
+            ));
+        }
         match req {
             R::Prepare(args) => self.prepare(&ctx, *args).await,
             R::RpcPing {} => Ok(Value::Bool(true)),

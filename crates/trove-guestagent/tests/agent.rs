@@ -665,6 +665,56 @@ async fn mariadb_failed_prepare_then_retry() {
     c.cleanup().await;
 }
 
+/// Requests that arrive while a prepare runs are refused with a clear error (the server's admin
+/// credentials are still changing), and once the prepare has finished the same requests work:
+/// an admin connection made mid-prepare must not leave the agent locked out afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_requests_during_prepare_are_refused_then_work() {
+    let c = Controller::new().await;
+    let inst = Instance::new(3306);
+    let guest_t = c.guest_transport().await;
+    let agent = Agent::start(c.settings("mariadb", &inst), Arc::new(guest_t.clone()))
+        .await
+        .expect("agent starts");
+    c.guest
+        .prepare(&ctx(), prepare_args("/var/lib/mysql", "10.11"))
+        .await
+        .expect("prepare cast");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut refused = 0;
+    loop {
+        match c.guest.list_databases(&ctx(), None, None, false).await {
+            Ok((dbs, _)) if dbs.iter().any(|d| d.name == "orders") => break,
+            Ok(_) => {}
+            Err(e) => {
+                let (_, message) = remote_class(&e);
+                // Before the prepare cast is picked up the server does not exist yet.
+                assert!(
+                    message.contains("being prepared") || message.contains("not running"),
+                    "a request during prepare may only be refused as 'being prepared' \
+                     (or 'not running' before it starts), got {e}"
+                );
+                refused += 1;
+            }
+        }
+        assert!(Instant::now() < deadline, "prepare did not finish");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("{refused} requests refused while preparing");
+    // Well after the prepare: every request still works.
+    for _ in 0..5 {
+        let (dbs, _) = c
+            .guest
+            .list_databases(&ctx(), None, None, false)
+            .await
+            .expect("requests work after prepare");
+        assert!(dbs.iter().any(|d| d.name == "orders"));
+    }
+    agent.stop().await;
+    guest_t.shutdown().await;
+    c.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_agent_prepare_to_healthy() {
     let t0 = Instant::now();
