@@ -4,6 +4,9 @@
 //! what a real guest would; one test runs the same calls through RabbitMQ.
 
 mod common;
+#[path = "common/fake_guest_pages.rs"]
+mod fake_guest_pages;
+use fake_guest_pages::{page, remote};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -46,34 +49,6 @@ struct FakeGuest {
     data: Mutex<GuestData>,
     /// Contexts' user ids of the messages received, in order, with the method.
     seen: Mutex<Vec<(String, String)>>,
-}
-
-fn remote(msg: impl Into<String>) -> RemoteError {
-    RemoteError::trove("BadRequest", msg)
-}
-
-fn page<T: serde::Serialize + Clone>(
-    items: &BTreeMap<String, T>,
-    limit: Option<i64>,
-    marker: Option<String>,
-    include_marker: bool,
-) -> Value {
-    let rest: Vec<(&String, &T)> = items
-        .iter()
-        .filter(|(k, _)| match &marker {
-            None => true,
-            Some(m) if include_marker => k.as_str() >= m.as_str(),
-            Some(m) => k.as_str() > m.as_str(),
-        })
-        .collect();
-    let n = limit.map_or(rest.len(), |l| usize::try_from(l).unwrap_or(0));
-    let shown: Vec<Value> = rest
-        .iter()
-        .take(n)
-        .map(|(_, v)| serde_json::to_value(v).unwrap())
-        .collect();
-    let next = (rest.len() > n).then(|| rest[n - 1].0.clone());
-    json!([shown, next])
 }
 
 fn key(name: &str, host: &str) -> String {

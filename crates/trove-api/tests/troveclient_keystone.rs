@@ -14,6 +14,10 @@
 //!
 //! Needs the client virtualenv of `scripts/client-venv.sh` (`target/venvs/troveclient`).
 
+#[path = "common/fake_guest_pages.rs"]
+mod fake_guest_pages;
+use fake_guest_pages::{page, remote};
+
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -111,34 +115,6 @@ struct GuestData {
 #[derive(Default)]
 struct FakeGuest {
     data: Mutex<GuestData>,
-}
-
-fn remote(msg: impl Into<String>) -> RemoteError {
-    RemoteError::trove("BadRequest", msg)
-}
-
-fn page<T: serde::Serialize>(
-    items: &BTreeMap<String, T>,
-    limit: Option<i64>,
-    marker: Option<String>,
-    include_marker: bool,
-) -> Value {
-    let rest: Vec<(&String, &T)> = items
-        .iter()
-        .filter(|(k, _)| match &marker {
-            None => true,
-            Some(m) if include_marker => k.as_str() >= m.as_str(),
-            Some(m) => k.as_str() > m.as_str(),
-        })
-        .collect();
-    let n = limit.map_or(rest.len(), |l| usize::try_from(l).unwrap_or(0));
-    let shown: Vec<Value> = rest
-        .iter()
-        .take(n)
-        .map(|(_, v)| serde_json::to_value(v).unwrap())
-        .collect();
-    let next = (rest.len() > n && n > 0).then(|| rest[n - 1].0.clone());
-    json!([shown, next])
 }
 
 fn user_key(name: &str, host: Option<&str>) -> String {
