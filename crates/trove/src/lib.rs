@@ -108,3 +108,15 @@ pub async fn shutdown_signal() {
         _ = term => tracing::info!("SIGTERM received"),
     }
 }
+
+/// The exit status of a binary: success, or the error with its causes on standard error,
+/// prefixed with the program's name (`trove-api: loading configuration: ...`).
+pub fn exit_code(program: &str, result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("{program}: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

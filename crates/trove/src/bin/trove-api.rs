@@ -38,14 +38,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("trove-api: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    trove::exit_code("trove-api", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -31,14 +31,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("trove-conductor: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    trove::exit_code("trove-conductor", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

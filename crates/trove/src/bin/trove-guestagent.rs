@@ -27,14 +27,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("trove-guestagent: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    trove::exit_code("trove-guestagent", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

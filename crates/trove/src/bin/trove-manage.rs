@@ -33,14 +33,7 @@ enum TopCommand {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("trove-manage: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    trove::exit_code("trove-manage", run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
