@@ -157,7 +157,7 @@ async fn create_errors() {
             json!({"instance": {"name": "a", "flavorRef": 2, "volume": {"size": 11}, "datastore": {"type": "mariadb"}}}),
             413,
             "overLimit",
-            "Volume size 11 GB exceeds the maximum accepted size of 10 GB.",
+            "Volume 'size' cannot exceed maximum of 10 GB, 11 cannot be accepted.",
         ),
         (
             json!({"instance": {"name": "a", "flavorRef": 2, "volume": {"size": 1}, "datastore": {"type": "nosql"}}}),

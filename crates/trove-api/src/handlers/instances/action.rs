@@ -142,12 +142,7 @@ pub async fn action(
                     "The new volume 'size' must be larger than the current volume size of '{current}'."
                 )));
             }
-            let max = state.config().default.max_accepted_volume_size;
-            if size > max {
-                return Err(ApiError::over_limit(format!(
-                    "Volume size {size} GB exceeds the maximum accepted size of {max} GB."
-                )));
-            }
+            super::check_volume_size(&state, size)?;
             let st = states(&state, &inst).await?;
             gate_a(&id, &st)?;
             let delta = i32::try_from(size - current).unwrap_or(i32::MAX);

@@ -240,12 +240,7 @@ pub async fn create(
         let Some(size) = req.volume_size else {
             return Err(ApiError::bad_request("Volume size was not specified."));
         };
-        let max = state.config().default.max_accepted_volume_size;
-        if size > max {
-            return Err(ApiError::over_limit(format!(
-                "Volume size {size} GB exceeds the maximum accepted size of {max} GB."
-            )));
-        }
+        super::check_volume_size(&state, size)?;
         Some(size)
     } else {
         if req.volume_size.is_some() {

@@ -96,6 +96,18 @@ pub async fn states(state: &AppState, inst: &Instance) -> ApiResult<States> {
     })
 }
 
+/// Trove's `VolumeQuotaExceeded` (413) when `size` is above `[DEFAULT]
+/// max_accepted_volume_size`, for create and resize alike.
+pub fn check_volume_size(state: &AppState, size: i64) -> ApiResult<()> {
+    let max = state.config().default.max_accepted_volume_size;
+    if size > max {
+        return Err(crate::error::ApiError::over_limit(format!(
+            "Volume 'size' cannot exceed maximum of {max} GB, {size} cannot be accepted."
+        )));
+    }
+    Ok(())
+}
+
 /// Whether instances of a datastore manager have a volume (`[<manager>] volume_support`).
 pub fn uses_volume(state: &AppState, manager: Option<&str>) -> bool {
     manager
