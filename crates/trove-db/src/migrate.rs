@@ -12,7 +12,8 @@
 //! migration under `BEGIN IMMEDIATE` and re-checks the version inside it.
 //!
 //! Version 1 is Trove's schema at alembic head `95418fe2a1c8` (it also records that
-//! revision in `alembic_version`); version 2 adds `flavors` for the local compute driver.
+//! revision in `alembic_version`); version 2 adds `flavors` for the local compute driver;
+//! version 3 adds `instance_addresses` (the addresses the taskmanager learned).
 
 use sqlx::Connection;
 
@@ -117,6 +118,10 @@ fn v2_steps(b: Backend) -> Vec<Step> {
     schema::flavors_table().create(b)
 }
 
+fn v3_steps(b: Backend) -> Vec<Step> {
+    schema::instance_addresses_table().create(b)
+}
+
 /// The migrations of this release, in order.
 pub fn migrations() -> Vec<Migration> {
     vec![
@@ -129,6 +134,11 @@ pub fn migrations() -> Vec<Migration> {
             version: 2,
             name: "flavors for the local compute driver",
             steps: v2_steps,
+        },
+        Migration {
+            version: 3,
+            name: "instance addresses",
+            steps: v3_steps,
         },
     ]
 }

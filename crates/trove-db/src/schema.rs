@@ -2,8 +2,8 @@
 //!
 //! Tables, columns, types and constraint names follow Trove's schema at its alembic head
 //! (see the module head of [`crate::migrate`]); the only additions are the
-//! `trove_schema_version` bookkeeping table and our `flavors` table for the local compute
-//! driver. Type mapping: `Str(n)` VARCHAR(n); `Bool` TINYINT(1) on MySQL, BOOLEAN elsewhere;
+//! `trove_schema_version` bookkeeping table, our `flavors` table for the local compute
+//! driver and our `instance_addresses` table. Type mapping: `Str(n)` VARCHAR(n); `Bool` TINYINT(1) on MySQL, BOOLEAN elsewhere;
 //! `DateTime` DATETIME on MySQL/SQLite, TIMESTAMP WITHOUT TIME ZONE on PostgreSQL (values are
 //! naive UTC); `Double` DOUBLE / DOUBLE PRECISION / REAL (Trove's `Float` columns are stored
 //! with double precision on every backend so reads return what was written).
@@ -720,9 +720,27 @@ pub(crate) fn flavors_table() -> Table {
     .index("flavors_name", &["name"])
 }
 
+/// Our own table of the addresses the taskmanager learned for each instance (Python Trove
+/// asks Nova on every show; we store them so reads work with any compute driver).
+pub(crate) fn instance_addresses_table() -> Table {
+    Table::new(
+        "instance_addresses",
+        &["instance_id", "address"],
+        vec![
+            nn("instance_id", Str(36)),
+            nn("address", Str(64)),
+            nn("type", Str(16)).default("'private'"),
+            c("network", Str(255)),
+            c("created", DateTime),
+        ],
+    )
+    .index("instance_addresses_instance_id", &["instance_id"])
+}
+
 /// Every table we create, in creation order (drop in reverse).
 pub(crate) fn all_table_names() -> Vec<&'static str> {
     let mut v: Vec<&'static str> = trove_tables().iter().map(|t| t.name).collect();
     v.push("flavors");
+    v.push("instance_addresses");
     v
 }

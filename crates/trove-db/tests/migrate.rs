@@ -43,6 +43,7 @@ async fn fresh_database_migrates_and_sync_is_idempotent() {
             "clusters",
             "modules",
             "instance_modules",
+            "instance_addresses",
         ] {
             assert!(db.table_exists(table).await.unwrap(), "{b}: {table}");
         }
@@ -148,6 +149,49 @@ async fn recreate_drops_and_rebuilds() {
         assert_eq!(db.schema_version().await.unwrap(), None);
         db.migrate().await.unwrap();
         assert!(db.datastore_list().await.unwrap().is_empty(), "{b}");
+        // Our own tables are dropped too.
+        db.drop_all_tables().await.unwrap();
+        for table in ["flavors", "instance_addresses", "trove_schema_version"] {
+            assert!(!db.table_exists(table).await.unwrap(), "{b}: {table}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn version_3_adds_instance_addresses_to_a_version_2_schema() {
+    assert_eq!(newest(), 3);
+    for b in backends() {
+        let t = TestDb::empty(b).await;
+        let db = t.db();
+        assert_eq!(db.migrate_to(&migrations(), Some(2)).await.unwrap(), [1, 2]);
+        assert_eq!(db.schema_version().await.unwrap(), Some(2), "{b}");
+        assert!(!db.table_exists("instance_addresses").await.unwrap(), "{b}");
+
+        // A failing version 3 (its real steps, then a broken one) is undone completely,
+        // including the index on MySQL where DDL is not transactional.
+        let mut broken = migrations();
+        broken[2].steps = |b| {
+            let mut steps = (migrations()[2].steps)(b);
+            steps.push(Step::new("CREATE TABLE this is not valid sql", None));
+            steps
+        };
+        let err = db.migrate_to(&broken, None).await.unwrap_err();
+        assert!(err.to_string().contains("migration 3"), "{b}: {err}");
+        assert_eq!(db.schema_version().await.unwrap(), Some(2), "{b}");
+        assert!(!db.table_exists("instance_addresses").await.unwrap(), "{b}");
+
+        // The real one then applies (same table and index names) and the table works.
+        assert_eq!(db.migrate().await.unwrap(), [3], "{b}");
+        assert_eq!(db.schema_version().await.unwrap(), Some(3), "{b}");
+        trove_db::testing::execute(
+            db,
+            "INSERT INTO instance_addresses (instance_id, address) VALUES ('i1', '10.0.0.2')",
+        )
+        .await;
+        let rows = db.instance_addresses("i1").await.unwrap();
+        assert_eq!(rows.len(), 1, "{b}");
+        assert_eq!(rows[0].kind, "private", "{b}: column default");
+        assert_eq!(rows[0].network, None, "{b}");
     }
 }
 

@@ -1,5 +1,6 @@
 //! `instances`: one row per Trove instance (soft-deleted), plus the writes that go with an
-//! instance's lifecycle (task compare-and-set, soft delete with its status and fault).
+//! instance's lifecycle (task compare-and-set, soft delete with its status, fault and
+//! addresses) and the taskmanager's claim on a create (`task_start_time`).
 
 use chrono::NaiveDateTime;
 
@@ -27,7 +28,8 @@ pub struct Instance {
     pub task_id: Option<i32>,
     /// Task text ([`TaskStatus::db_text`]).
     pub task_description: Option<String>,
-    /// Never written by Trove.
+    /// When a taskmanager began the current create ([`Db::instance_claim_task_start`]);
+    /// Python Trove never writes this column.
     pub task_start_time: Option<NaiveDateTime>,
     /// Data volume id.
     pub volume_id: Option<String>,
@@ -266,13 +268,49 @@ impl Db {
         Ok(())
     }
 
-    /// Soft-deletes an instance, marks its service status DELETED and soft-deletes its
-    /// fault, in one transaction. Already deleted or missing -> `NotFound`.
+    /// Claims the create of a live instance for this taskmanager: sets `task_start_time`
+    /// to now if it is not set yet. True when this call set it; false when another claim
+    /// came first, or the instance is missing or deleted. One row update, so of any number
+    /// of concurrent claims exactly one wins.
+    pub async fn instance_claim_task_start(&self, id: &str) -> Result<bool, DbError> {
+        let sql = self.sql("UPDATE instances SET task_start_time = ? WHERE id = ? AND deleted = FALSE AND task_start_time IS NULL");
+        let n = with_pool!(self, p => sqlx::query(&sql).bind(utc_now()).bind(id).execute(p).await?.rows_affected());
+        Ok(n == 1)
+    }
+
+    /// Clears `task_start_time` (the work it claimed is over), deleted or not; no error
+    /// when the instance does not exist.
+    pub async fn instance_clear_task_start(&self, id: &str) -> Result<(), DbError> {
+        let sql = self.sql("UPDATE instances SET task_start_time = NULL WHERE id = ?");
+        with_pool!(self, p => { sqlx::query(&sql).bind(id).execute(p).await?; });
+        Ok(())
+    }
+
+    /// Live instances whose task is `task` and whose work began before `started_before`
+    /// (`task_start_time`, or `created` when unclaimed), ordered by id: the creates a
+    /// taskmanager that stopped left behind.
+    pub async fn instances_in_task(
+        &self,
+        task: TaskStatus,
+        started_before: NaiveDateTime,
+    ) -> Result<Vec<Instance>, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {COLS} FROM instances WHERE deleted = FALSE AND task_id = ? AND COALESCE(task_start_time, created) < ? ORDER BY id"
+        ));
+        Ok(
+            with_pool!(self, p => sqlx::query_as(&sql).bind(task.code()).bind(started_before).fetch_all(p).await?),
+        )
+    }
+
+    /// Soft-deletes an instance, marks its service status DELETED, soft-deletes its
+    /// fault and removes its stored addresses, in one transaction. Already deleted or
+    /// missing -> `NotFound`.
     pub async fn instance_soft_delete(&self, id: &str) -> Result<(), DbError> {
         let now = utc_now();
         let del = self.sql("UPDATE instances SET deleted = TRUE, deleted_at = ?, updated = ? WHERE id = ? AND deleted = FALSE");
         let st = self.sql("UPDATE service_statuses SET status_id = ?, status_description = ?, updated_at = ? WHERE instance_id = ?");
         let fault = self.sql("UPDATE instance_faults SET deleted = TRUE, deleted_at = ?, updated = ? WHERE instance_id = ? AND deleted = FALSE");
+        let addresses = self.sql("DELETE FROM instance_addresses WHERE instance_id = ?");
         with_pool!(self, p => {
             let mut tx = begin_write!(self, p);
             let n = sqlx::query(&del).bind(now).bind(now).bind(id).execute(&mut *tx).await?.rows_affected();
@@ -281,6 +319,7 @@ impl Db {
             }
             sqlx::query(&st).bind(ServiceStatus::Deleted.code()).bind(ServiceStatus::Deleted.description()).bind(now).bind(id).execute(&mut *tx).await?;
             sqlx::query(&fault).bind(now).bind(now).bind(id).execute(&mut *tx).await?;
+            sqlx::query(&addresses).bind(id).execute(&mut *tx).await?;
             tx.commit().await?;
         });
         Ok(())

@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE` so that concurrent writers queue instead of failing.
 //! Timestamps are naive UTC truncated to seconds ([`crate::utc_now`]).
 
+pub mod addresses;
 pub mod backups;
 pub mod conductor;
 pub mod configurations;
@@ -17,6 +18,7 @@ pub mod quotas;
 pub mod root_history;
 pub mod service_status;
 
+pub use addresses::{InstanceAddress, ADDRESS_PRIVATE, ADDRESS_PUBLIC};
 pub use backups::{Backup, BACKUP_RUNNING_STATES};
 pub use configurations::{Configuration, ConfigurationParameter};
 pub use datastores::{
