@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use axum::extract::{Path, Query, State};
 use axum::Json;
 use serde_json::{json, Value};
-use trove_db::{DbError, Instance, ServiceStatus, TaskStatus};
+use trove_db::{DbError, Instance, InstanceAddress, ServiceStatus, TaskStatus};
 
 use crate::app::AppState;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::handlers::instances::list::page_size;
-use crate::handlers::instances::{states, view_of};
+use crate::handlers::instances::{states, view_with_addresses};
 use crate::views;
 use crate::views::instances::Detail;
 use crate::views::mgmt_instances::{mgmt_instance, MgmtExtras};
@@ -42,10 +42,11 @@ async fn render(
     state: &AppState,
     ctx: &RequestContext,
     inst: &Instance,
+    addresses: &[InstanceAddress],
     detail: Detail,
 ) -> ApiResult<Value> {
     let st = states(state, inst).await?;
-    let mut view = view_of(state, inst, &st).await?;
+    let mut view = view_with_addresses(state, inst, &st, addresses).await?;
     if let Some(cid) = &inst.configuration_id {
         if let Ok(group) = state.db().configuration_get(cid).await {
             view.configuration = Some((group.id, group.name));
@@ -94,9 +95,13 @@ pub async fn list(
     });
     rows.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.id.cmp(&b.id)));
     let total = rows.len();
-    let mut items = Vec::new();
-    for inst in rows.iter().skip(start).take(limit) {
-        items.push(render(&state, &ctx, inst, Detail::Detail).await?);
+    let page: Vec<&Instance> = rows.iter().skip(start).take(limit).collect();
+    let ids: Vec<&str> = page.iter().map(|i| i.id.as_str()).collect();
+    let mut addresses = state.db().instance_addresses_for(&ids).await?;
+    let mut items = Vec::with_capacity(page.len());
+    for inst in page {
+        let own = addresses.remove(&inst.id).unwrap_or_default();
+        items.push(render(&state, &ctx, inst, &own, Detail::Detail).await?);
     }
     let mut body = json!({ "instances": items });
     let next = start.saturating_add(limit);
@@ -125,7 +130,8 @@ pub async fn show(
         Err(DbError::NotFound { .. }) => return Err(ApiError::resource_not_found(&id)),
         Err(e) => return Err(e.into()),
     };
+    let addresses = state.db().instance_addresses(&inst.id).await?;
     Ok(Json(
-        json!({ "instance": render(&state, &ctx, &inst, Detail::Show).await? }),
+        json!({ "instance": render(&state, &ctx, &inst, &addresses, Detail::Show).await? }),
     ))
 }

@@ -1,7 +1,7 @@
 //! Management instance views (api.md §19.1): the admin detail view of §4.0 plus the
 //! compute server, guest service status, owner, deletion state and task description.
 
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::context::RequestContext;
 use crate::views::instances::{instance, Detail, InstanceView};
@@ -21,6 +21,44 @@ pub struct MgmtExtras {
     pub task_description: String,
     /// The guest's own description of its state (`guest_status.state_description`).
     pub guest_state: String,
+}
+
+/// `server.addresses` in the shape of Nova's address map, from the stored addresses
+/// (`{"address", "type", "network"?}`): keyed by network id, each entry `{"addr",
+/// "version", "OS-EXT-IPS:type": "fixed"|"floating"}`. A floating IP is listed under the
+/// network of the first fixed IP (Nova lists it with the port it is associated with);
+/// addresses with no network to go with are keyed `private` or `public` by their type.
+pub fn nova_addresses(addresses: &[Value]) -> Value {
+    let first_network = addresses
+        .iter()
+        .find(|a| a["type"] != "public")
+        .and_then(|a| a["network"].as_str());
+    let mut map = Map::new();
+    for a in addresses {
+        let Some(addr) = a["address"].as_str() else {
+            continue;
+        };
+        let floating = a["type"] == "public";
+        let key = match a["network"].as_str() {
+            Some(n) => n,
+            None if floating => first_network.unwrap_or("public"),
+            None => "private",
+        };
+        let version = match addr.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V6(_)) => 6,
+            _ => 4,
+        };
+        let entry = json!({
+            "addr": addr,
+            "version": version,
+            "OS-EXT-IPS:type": if floating { "floating" } else { "fixed" },
+        });
+        match map.entry(key.to_string()).or_insert_with(|| json!([])) {
+            Value::Array(list) => list.push(entry),
+            other => *other = json!([entry]),
+        }
+    }
+    Value::Object(map)
 }
 
 /// One instance of `GET /mgmt/instances` (`detail` = [`Detail::Detail`]) or
@@ -43,7 +81,7 @@ pub fn mgmt_instance(
                 "host": Value::Null,
             });
             if detail == Detail::Show {
-                s["addresses"] = json!({});
+                s["addresses"] = nova_addresses(&v.addresses);
             }
             s
         }
@@ -74,4 +112,35 @@ pub fn mgmt_instance(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nova_address_map_from_stored_addresses() {
+        let stored = [
+            json!({"address": "10.0.0.12", "type": "private", "network": "net-1"}),
+            json!({"address": "fd00::12", "type": "private", "network": "net-1"}),
+            json!({"address": "10.1.0.4", "type": "private", "network": "net-2"}),
+            json!({"address": "203.0.113.40", "type": "public"}),
+        ];
+        assert_eq!(
+            nova_addresses(&stored),
+            json!({
+                "net-1": [
+                    {"addr": "10.0.0.12", "version": 4, "OS-EXT-IPS:type": "fixed"},
+                    {"addr": "fd00::12", "version": 6, "OS-EXT-IPS:type": "fixed"},
+                    {"addr": "203.0.113.40", "version": 4, "OS-EXT-IPS:type": "floating"},
+                ],
+                "net-2": [{"addr": "10.1.0.4", "version": 4, "OS-EXT-IPS:type": "fixed"}],
+            })
+        );
+        assert_eq!(
+            nova_addresses(&[json!({"address": "203.0.113.40", "type": "public"})]),
+            json!({"public": [{"addr": "203.0.113.40", "version": 4, "OS-EXT-IPS:type": "floating"}]})
+        );
+        assert_eq!(nova_addresses(&[]), json!({}));
+    }
 }

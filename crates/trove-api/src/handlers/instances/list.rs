@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::{states, view_of};
+use super::{states, view_with_addresses};
 use crate::app::AppState;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
@@ -57,10 +57,13 @@ async fn list_impl(
         .filter(|i| include_clustered || i.cluster_id.is_none())
         .collect();
     rows.sort_by_key(|i| std::cmp::Reverse(i.created));
+    let ids: Vec<&str> = rows.iter().map(|i| i.id.as_str()).collect();
+    let mut addresses = state.db().instance_addresses_for(&ids).await?;
     let mut items = Vec::with_capacity(rows.len());
     for inst in &rows {
         let st = states(&state, inst).await?;
-        let view = view_of(&state, inst, &st).await?;
+        let own = addresses.remove(&inst.id).unwrap_or_default();
+        let view = view_with_addresses(&state, inst, &st, &own).await?;
         items.push(instance(&ctx, &view, detail, ctx.is_admin()));
     }
     let mut body = json!({ "instances": items });

@@ -7,7 +7,9 @@
 //! - [`action`]: `POST /instances/{id}/action`.
 //!
 //! Shared here: loading an instance the caller may see (other projects' instances are
-//! 404 unless the caller is an admin) and gathering what the views render.
+//! 404 unless the caller is an admin) and gathering what the views render, including the
+//! addresses the taskmanager stored for the instance (list handlers read those of a whole
+//! page in one query and pass them to [`view_with_addresses`]).
 
 pub mod action;
 pub mod configuration;
@@ -17,7 +19,8 @@ pub mod list;
 pub mod show;
 pub mod update;
 
-use trove_db::{DbError, Instance, ServiceStatus, TaskStatus};
+use serde_json::{json, Value};
+use trove_db::{DbError, Instance, InstanceAddress, ServiceStatus, TaskStatus, ADDRESS_PUBLIC};
 
 use crate::app::AppState;
 use crate::context::RequestContext;
@@ -116,8 +119,38 @@ pub fn uses_volume(state: &AppState, manager: Option<&str>) -> bool {
         .unwrap_or(true)
 }
 
-/// Gathers everything the views render for `inst`.
+/// The `addresses` entries of api.md §3.3 for stored addresses: fixed IPs first, then
+/// floating ones, each group in stored order; `network` only when known.
+pub fn address_views(rows: &[InstanceAddress]) -> Vec<Value> {
+    let (public, private): (Vec<&InstanceAddress>, Vec<&InstanceAddress>) =
+        rows.iter().partition(|a| a.kind == ADDRESS_PUBLIC);
+    private
+        .into_iter()
+        .chain(public)
+        .map(|a| {
+            let mut v = json!({"address": a.address, "type": a.kind});
+            if let Some(n) = &a.network {
+                v["network"] = json!(n);
+            }
+            v
+        })
+        .collect()
+}
+
+/// Gathers everything the views render for `inst`, reading its stored addresses.
 pub async fn view_of(state: &AppState, inst: &Instance, st: &States) -> ApiResult<InstanceView> {
+    let addresses = state.db().instance_addresses(&inst.id).await?;
+    view_with_addresses(state, inst, st, &addresses).await
+}
+
+/// Like [`view_of`] with the instance's addresses already read (list pages read them for
+/// every instance of the page in one query).
+pub async fn view_with_addresses(
+    state: &AppState,
+    inst: &Instance,
+    st: &States,
+    addresses: &[InstanceAddress],
+) -> ApiResult<InstanceView> {
     let db = state.db();
     let (mut ds_type, mut ds_version, mut ds_number, mut manager) = (None, None, None, None);
     if let Some(vid) = &inst.datastore_version_id {
@@ -159,6 +192,7 @@ pub async fn view_of(state: &AppState, inst: &Instance, st: &States) -> ApiResul
             .unwrap_or_else(|| state.config().default.region.clone()),
         access: inst.access_json(),
         volume_size,
+        addresses: address_views(addresses),
         hostname: inst.hostname.clone().filter(|h| !h.is_empty()),
         replica_of: inst.slave_of_id.clone(),
         created: inst.created.as_ref().map(views::timestamp),
@@ -199,4 +233,27 @@ pub fn flavor_dict(f: &trove_db::Flavor) -> serde_json::Value {
         "id": f.id, "name": f.name, "ram": f.ram, "vcpus": f.vcpus, "disk": f.disk,
         "ephemeral": f.ephemeral, "OS-FLV-EXT-DATA:ephemeral": f.ephemeral,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_render_fixed_before_floating_and_omit_unknown_networks() {
+        let rows = [
+            InstanceAddress::private("i1", "10.0.0.12", Some("net-1")),
+            InstanceAddress::public("i1", "192.0.2.40"),
+            InstanceAddress::private("i1", "10.0.1.3", None),
+        ];
+        assert_eq!(
+            address_views(&rows),
+            [
+                json!({"address": "10.0.0.12", "type": "private", "network": "net-1"}),
+                json!({"address": "10.0.1.3", "type": "private"}),
+                json!({"address": "192.0.2.40", "type": "public"}),
+            ]
+        );
+        assert!(address_views(&[]).is_empty());
+    }
 }
