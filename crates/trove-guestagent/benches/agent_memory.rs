@@ -129,7 +129,7 @@ fn prepare_args() -> PrepareArgs {
         "memory_mb": 512,
         "users": [{"_name": "app", "_password": "s3cret-Pass", "_host": "%",
                    "_databases": [{"_name": "orders"}]}],
-        "device_path": "/dev/vdb",
+        "device_path": null,
         "mount_point": "/var/lib/mysql",
         "backup_info": null,
         "config_contents": null,

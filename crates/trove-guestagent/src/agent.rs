@@ -9,7 +9,9 @@
 //!  Agent::start ── manager_for(datastore_manager) ── serve guestagent.<id> / server <id>, v1.3,
 //!    │                                               per-instance key (clear without one)
 //!    ├── RPC calls ──────────> DatastoreManager (users, databases, root, config, fs stats...)
-//!    ├── prepare (cast) ─────> background task: heartbeat "building"; prepare;
+//!    ├── mount_volume, unmount_volume, resize_fs ──> crate::volume (the data volume)
+//!    ├── prepare (cast) ─────> background task: heartbeat "building"; prepare (mounts the
+//!    │                         volume named by device_path first);
 //!    │                         heartbeat status ("healthy") + notify_end, or "failed to
 //!    │                         spawn" + notify_exc_info (the conductor records a fault)
 //!    ├── stop_db / restart ──> heartbeats "shutdown" / "restarting" at once
@@ -24,17 +26,23 @@
 //!
 //! Replies follow Trove's shapes (`list_databases` -> `[[schema dicts], next_marker]`,
 //! `get_user` -> user dict or null, `is_root_enabled` -> bool...). Methods the datastore layer
-//! does not implement (volumes, backups, replication, logs, modules, upgrades, TLS) answer
+//! does not implement (backups, replication, logs, modules, upgrades, TLS) answer
 //! `NoSuchMethod`, as oslo.messaging does for a method the endpoint lacks. A guest error
 //! becomes a remote error of module `trove.common.exception` whose message is the error's
 //! text, which Trove's API shows as "An error occurred communicating with the guest: ...".
 //!
-//! What it does not do (Trove's agent does): mount the volume, create the database container,
-//! log in to a container registry.
+//! Volumes: `prepare` formats (if empty) and mounts the device it names; `mount_volume`,
+//! `unmount_volume` and `resize_fs` serve the taskmanager's volume resize (see
+//! [`crate::volume`]). Unlike Trove's agent, nothing is mounted at start-up: a volume stays
+//! mounted across agent restarts, and after a host reboot the fstab line written by
+//! `prepare` mounts it again (loop devices, which do not survive a reboot, are not recorded).
+//!
+//! What it does not do (Trove's agent does): create the database container, log in to a
+//! container registry.
 
 use std::future::Future;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -59,6 +67,7 @@ use crate::manager::{manager_for, DatastoreManager, ManagerConfig, Overrides, Pr
 use crate::models::{Database, User, UserAttributes, UserPassword};
 use crate::process::ServiceUser;
 use crate::status::ServiceStatus;
+use crate::volume::{VolumeConfig, VolumeManager, SUPPORTED_FSTYPES};
 
 /// Datastore managers this agent can run.
 pub const SUPPORTED_MANAGERS: &[&str] = &["mariadb", "mysql", "postgresql"];
@@ -113,6 +122,8 @@ impl AgentSettings {
     ///   `conductor_queue`, `report_interval`, `state_change_wait_time`;
     /// * `[<manager>] mount_point` (the volume), `default_password_length`, and the port:
     ///   `postgresql_port` for PostgreSQL, else the first of `tcp_ports`;
+    /// * the data volume's `[DEFAULT] volume_fstype`, `format_options`, `mount_options`,
+    ///   `volume_format_timeout` and `command_process_timeout`;
     /// * the address the server listens on for tenants: `[DEFAULT] bind_host` (the guest has
     ///   no API of its own; the default `0.0.0.0` matches Trove's containers, which publish
     ///   their ports on every interface);
@@ -159,6 +170,20 @@ impl AgentSettings {
         let mut mc = ManagerConfig::new(PathBuf::from(&ds.mount_point), bind, port, service_user);
         mc.state_change_wait_time = secs(d.state_change_wait_time, 1);
         mc.password_length = usize::try_from(ds.default_password_length.max(8)).unwrap_or(36);
+        if !SUPPORTED_FSTYPES.contains(&d.volume_fstype.as_str()) {
+            return Err(AgentError::Config(format!(
+                "volume_fstype '{}' is not supported (supported: ext3, ext4, xfs)",
+                d.volume_fstype
+            )));
+        }
+        mc.volume = VolumeConfig {
+            fstype: d.volume_fstype.clone(),
+            format_options: d.format_options.clone(),
+            mount_options: d.mount_options.clone(),
+            format_timeout: secs(d.volume_format_timeout, 1),
+            command_timeout: secs(d.command_process_timeout, 1),
+            ..VolumeConfig::default()
+        };
         Ok(AgentSettings {
             guest_id,
             datastore_manager: manager,
@@ -220,6 +245,10 @@ pub(crate) struct Inner {
     span: tracing::Span,
     /// The prepare end marker (named when a second prepare is refused).
     end_marker: PathBuf,
+    /// The data volume operations (`mount_volume`, `unmount_volume`, `resize_fs`).
+    volumes: VolumeManager,
+    /// The instance's mount point, used when a volume request names none.
+    mount_point: PathBuf,
 }
 
 impl Inner {
@@ -391,6 +420,39 @@ fn overrides(method: &str, v: Value) -> Result<Overrides, RemoteError> {
     }
 }
 
+/// The device and mount point of a volume request: `device_path` is required (a client
+/// error without it); the mount point defaults to the instance's and must be absolute.
+fn volume_args(
+    method: &str,
+    device_path: Option<String>,
+    mount_point: Option<String>,
+    default_mount: &Path,
+) -> Result<(PathBuf, PathBuf), RemoteError> {
+    let refuse = |why: String| {
+        let e = GuestError::InvalidValue(format!("{method}(): {why}"));
+        tracing::info!(error = %e, "request refused");
+        Err(remote_error(&e))
+    };
+    let Some(dev) = device_path.filter(|d| !d.trim().is_empty()) else {
+        return refuse("device_path is required".into());
+    };
+    let mp = match mount_point.filter(|m| !m.trim().is_empty()) {
+        Some(m) => PathBuf::from(m),
+        None => default_mount.to_path_buf(),
+    };
+    if !mp.is_absolute() {
+        return refuse(format!(
+            "mount_point '{}' is not an absolute path",
+            mp.display()
+        ));
+    }
+    if mp != default_mount {
+        tracing::warn!(mount_point = %mp.display(), instance_mount_point = %default_mount.display(),
+            "volume request names another mount point than the instance's");
+    }
+    Ok((PathBuf::from(dev.trim()), mp))
+}
+
 fn limit(v: Option<i64>) -> Option<usize> {
     v.filter(|l| *l >= 0).map(|l| l as usize)
 }
@@ -504,6 +566,33 @@ impl Dispatcher for GuestDispatcher {
             // Trove reports the datastore's volume whatever `fs_path` says; so do we (and no
             // caller can make the agent stat arbitrary paths).
             R::GetFilesystemStats { .. } => ok(m.get_filesystem_stats(None).await),
+            R::MountVolume {
+                device_path,
+                mount_point,
+            } => {
+                let (dev, mp) = volume_args(method, device_path, mount_point, &inner.mount_point)?;
+                let options = inner.volumes.config().mount_options.clone();
+                ok(inner.volumes.mount(&dev, &mp, None, &options).await)
+            }
+            R::UnmountVolume {
+                device_path,
+                mount_point,
+            } => {
+                let (dev, mp) = volume_args(method, device_path, mount_point, &inner.mount_point)?;
+                ok(inner.volumes.unmount(&mp, Some(&dev)).await)
+            }
+            R::ResizeFs {
+                device_path,
+                mount_point,
+                online,
+            } => {
+                let (dev, mp) = volume_args(method, device_path, mount_point, &inner.mount_point)?;
+                // API 1.0 peers send no `online`: their resize is the offline one.
+                ok(inner
+                    .volumes
+                    .resize_fs(&dev, &mp, online.unwrap_or(false))
+                    .await)
+            }
             R::CreateDatabase { databases } => {
                 let dbs: Vec<Database> = arg(method, "databases", Value::Array(databases))?;
                 ok(m.create_databases(dbs).await)
@@ -729,6 +818,8 @@ impl Agent {
                 datastore = %settings.datastore_manager
             ),
             end_marker: settings.manager.prepare_end_marker(),
+            volumes: VolumeManager::new(settings.manager.volume.clone()),
+            mount_point: settings.manager.mount_point.clone(),
         });
         let endpoint = RpcEndpoint::new(
             GUEST_LATEST_VERSION,

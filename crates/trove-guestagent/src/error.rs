@@ -44,6 +44,10 @@ pub enum GuestError {
         /// Exit status and output.
         detail: String,
     },
+    /// The data volume cannot be used as asked (missing device, not a block device, mounted
+    /// elsewhere...).
+    #[error("{0}")]
+    Volume(String),
     /// The operation is not available for this datastore.
     #[error("operation not supported: {0}")]
     NotSupported(String),

@@ -3,7 +3,8 @@
 //!
 //! Every `report_interval` seconds (the first tick right after start-up, so a restarted agent
 //! reports at once) the task does nothing until `prepare` has finished (end marker present, no
-//! prepare running); then it observes the server with [`DatastoreManager::status`] and casts
+//! prepare running); then it observes the server with
+//! [`crate::manager::DatastoreManager::status`] and casts
 //! `heartbeat(instance_id, {"service_status": <description>}, sent)` to the conductor.
 //!
 //! Beyond Trove, the task also restarts a server that died on its own:

@@ -12,6 +12,9 @@
 //!   request/response types, paging and filesystem statistics.
 //! * [`mariadb`] and [`postgres`]: the two implementations, each with its on-disk layout; the
 //!   start/stop/restart/prepare sequence they share is in the private `lifecycle` module.
+//! * [`volume`]: the instance's data volume: format, mount, unmount and grow the file system
+//!   of its block device ([`volume::VolumeManager`]); `prepare` mounts it before anything is
+//!   written under the mount point.
 //! * [`error`]: the crate's error type, [`error::GuestError`].
 //! * [`agent`]: the serving loop: [`agent::Agent`] (RPC server of `guestagent.<guest_id>`
 //!   dispatching to the manager), [`agent::AgentSettings`] from the configuration, and
@@ -33,6 +36,7 @@ pub mod postgres;
 pub mod process;
 pub mod sql;
 pub mod status;
+pub mod volume;
 
 pub use agent::{run, serve, Agent, AgentError, AgentSettings, AgentStats};
 pub use error::{GuestError, Result};
@@ -43,3 +47,4 @@ pub use mariadb::MariaDbManager;
 pub use models::{Database, User};
 pub use postgres::PostgresManager;
 pub use status::ServiceStatus;
+pub use volume::{VolumeConfig, VolumeManager};

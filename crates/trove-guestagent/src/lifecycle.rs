@@ -6,7 +6,8 @@
 //! are here, once:
 //!
 //! ```text
-//!  prepare: lock; start marker; BUILDING; install ──(error)──> FAILED; error
+//!  prepare: lock; format + mount the volume if prepare names a device ──(error)──> FAILED;
+//!           start marker; BUILDING; install ──(error)──> FAILED; error
 //!                                             └──> end marker; unlock;
 //!           create databases, create users, enable root (as requested)
 //!  restart: lock; RESTARTING; stop; start; (transient cleared)
@@ -65,6 +66,17 @@ pub(crate) trait ServerSteps: DatastoreManager {
     async fn prepare_sequence(&self, request: PrepareRequest) -> Result<()> {
         let lc = self.lifecycle();
         let guard = lc.lock.lock().await;
+        // The volume first: the markers and the whole layout live under the mount point, and
+        // anything written there before the mount would end up hidden under it.
+        if let Err(e) = self
+            .instance_config()
+            .mount_requested_volume(&request)
+            .await
+        {
+            tracing::error!(error = %e, "preparing the data volume failed");
+            lc.set_transient(Some(ServiceStatus::Failed));
+            return Err(e);
+        }
         self.instance_config().begin_install()?;
         lc.set_transient(Some(ServiceStatus::Building));
         tracing::info!(request = ?request, "preparing {}", self.label());

@@ -23,6 +23,7 @@ use crate::error::{GuestError, Result};
 use crate::models::{Database, User, UserAttributes, UserPassword};
 use crate::process::ServiceUser;
 use crate::status::ServiceStatus;
+use crate::volume::{VolumeConfig, VolumeManager};
 
 /// Configuration overrides (`configuration group` values): option name to JSON value.
 pub type Overrides = serde_json::Map<String, serde_json::Value>;
@@ -47,10 +48,16 @@ pub struct PrepareRequest {
     /// Rendered configuration file from the controller; a default from `memory_mb` if `None`.
     #[serde(default)]
     pub config_contents: Option<String>,
-    /// Mount point named by the controller; informative (the agent mounts at start-up, and
-    /// the manager's [`ManagerConfig::mount_point`] is authoritative).
+    /// Mount point named by the controller; informative: the volume is mounted at the
+    /// manager's [`ManagerConfig::mount_point`], where the instance's layout and prepare
+    /// markers are (a different value is logged).
     #[serde(default)]
     pub mount_point: Option<String>,
+    /// Block device of the data volume (`/dev/vdb`, `/dev/loop7`). When set (and not empty),
+    /// `prepare` formats it if it has no file system and mounts it at the mount point before
+    /// anything is written there; `None` or empty uses the mount point as a plain directory.
+    #[serde(default)]
+    pub device_path: Option<String>,
 }
 
 impl std::fmt::Debug for PrepareRequest {
@@ -69,6 +76,7 @@ impl std::fmt::Debug for PrepareRequest {
                 &self.config_contents.as_ref().map(|c| c.len()),
             )
             .field("mount_point", &self.mount_point)
+            .field("device_path", &self.device_path)
             .finish()
     }
 }
@@ -99,6 +107,8 @@ pub struct ManagerConfig {
     pub state_change_wait_time: Duration,
     /// Length of generated passwords (`default_password_length`).
     pub password_length: usize,
+    /// How the data volume is formatted and mounted when `prepare` names a device.
+    pub volume: VolumeConfig,
 }
 
 impl ManagerConfig {
@@ -119,7 +129,39 @@ impl ManagerConfig {
             service_user,
             state_change_wait_time: Duration::from_secs(600),
             password_length: 36,
+            volume: VolumeConfig::default(),
         }
+    }
+
+    /// The block device `prepare` names, if it names one (`None` and `""` mean none).
+    pub fn requested_device(request: &PrepareRequest) -> Option<&Path> {
+        request
+            .device_path
+            .as_deref()
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(Path::new)
+    }
+
+    /// Formats (if needed) and mounts the data volume `prepare` names at
+    /// [`ManagerConfig::mount_point`]; nothing when it names none. A `mount_point` in the
+    /// request that differs is logged and not used: the manager's layout is fixed there.
+    pub async fn mount_requested_volume(&self, request: &PrepareRequest) -> Result<()> {
+        let Some(device) = Self::requested_device(request) else {
+            return Ok(());
+        };
+        if let Some(asked) = request.mount_point.as_deref().filter(|m| !m.is_empty()) {
+            if Path::new(asked) != self.mount_point {
+                tracing::warn!(
+                    requested = asked,
+                    mount_point = %self.mount_point.display(),
+                    "prepare names another mount point; mounting at the configured one, where the instance's files are"
+                );
+            }
+        }
+        VolumeManager::new(self.volume.clone())
+            .prepare_volume(device, &self.mount_point)
+            .await
     }
 
     /// Start marker path.

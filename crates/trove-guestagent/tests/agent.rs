@@ -278,7 +278,7 @@ fn prepare_args(mount: &str, ds_version: &str) -> PrepareArgs {
         "memory_mb": 512,
         "users": [{"_name": "app", "_password": "s3cret-Pass", "_host": "%",
                    "_databases": [{"_name": "orders"}]}],
-        "device_path": "/dev/vdb",
+        "device_path": null,
         "mount_point": mount,
         "backup_info": null,
         "config_contents": null,
@@ -462,16 +462,45 @@ async fn mariadb_agent_prepare_calls_crash_restart_and_resume() {
     assert_eq!(remote_class(&e).0, "NotFound");
     let e = c
         .guest
+        .send(&ctx(), GuestRequest::GetDiagnostics {})
+        .await
+        .unwrap_err();
+    assert_eq!(remote_class(&e).0, "NoSuchMethod");
+    // Volume requests: the device is required, and one that does not exist is named.
+    let e = c
+        .guest
         .send(
             &ctx(),
             GuestRequest::MountVolume {
-                device_path: Some("/dev/vdb".into()),
+                device_path: None,
                 mount_point: Some("/var/lib/mysql".into()),
             },
         )
         .await
         .unwrap_err();
-    assert_eq!(remote_class(&e).0, "NoSuchMethod");
+    assert_eq!(
+        remote_class(&e),
+        ("BadRequest", "mount_volume(): device_path is required")
+    );
+    let e = c
+        .guest
+        .send(
+            &ctx(),
+            GuestRequest::ResizeFs {
+                device_path: Some("/dev/trove-test-no-such-volume".into()),
+                mount_point: None,
+                online: Some(true),
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        remote_class(&e),
+        (
+            "GuestError",
+            "volume device /dev/trove-test-no-such-volume does not exist"
+        )
+    );
 
     // A second prepare is refused: called directly, the answer says why; cast, it changes
     // nothing.
