@@ -12,10 +12,9 @@
 //! [`crate::error::convert`]).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use trove_config::Config;
-use trove_rpc::api::guest::{GuestApi, GuestTimeouts, GUEST_LATEST_VERSION};
+use trove_rpc::api::guest::{GuestApi, GuestTimeouts};
 use trove_rpc::{Transport, Version};
 
 /// Hands out guest clients (`Arc<dyn GuestClientFactory>` in the app state).
@@ -79,32 +78,20 @@ impl GuestClientFactory for RpcGuestClients {
     }
 }
 
-fn secs(v: i64) -> Duration {
-    Duration::from_secs(u64::try_from(v).unwrap_or(0).max(1))
-}
-
 /// The guest call timeouts of the configuration.
 pub fn timeouts(config: &Config) -> GuestTimeouts {
     let d = &config.default;
-    GuestTimeouts {
-        low: secs(d.agent_call_low_timeout),
-        high: secs(d.agent_call_high_timeout),
-        snapshot: secs(d.agent_replication_snapshot_timeout),
-    }
+    GuestTimeouts::from_secs(
+        d.agent_call_low_timeout,
+        d.agent_call_high_timeout,
+        d.agent_replication_snapshot_timeout,
+    )
 }
 
 /// The guest API version cap of `[upgrade_levels] guestagent` (a release alias or a
 /// version; anything unreadable means the latest).
 pub fn version_cap(level: &str) -> Version {
-    match level.trim().to_ascii_lowercase().as_str() {
-        "icehouse" | "juno" | "kilo" | "liberty" | "mitaka" | "newton" | "ussuri" => {
-            Version::new(1, 0)
-        }
-        "victoria" => Version::new(1, 1),
-        "epoxy" => Version::new(1, 2),
-        "hibiscus" | "latest" | "" => GUEST_LATEST_VERSION,
-        other => Version::parse(other).unwrap_or(GUEST_LATEST_VERSION),
-    }
+    trove_rpc::api::guest::guest_version_cap(level)
 }
 
 /// The per-instance RPC key of an instance: `encrypted_key` decrypted with
@@ -142,6 +129,8 @@ impl From<trove_rpc::api::GuestError> for crate::ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+    use trove_rpc::api::guest::GUEST_LATEST_VERSION;
 
     #[test]
     fn version_caps() {

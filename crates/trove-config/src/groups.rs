@@ -724,6 +724,26 @@ opt_group! {
     }
 }
 
+opt_group! {
+    /// `[local_driver]` (Trove-rs only): the compute driver that runs every instance on the
+    /// taskmanager's own host, as a guest-agent process with a loop-mounted volume and a
+    /// loopback address of its own.
+    pub struct LocalDriverOpts("local_driver") {
+        state_path: String = "/var/lib/trove/local",
+            "Directory of the instances' volumes, configuration, logs and address leases.";
+        first_address: String = "127.1.0.1",
+            "First loopback address handed to instances (never 127.0.0.1, which the host's \
+             own database servers use); each instance gets the next free one.";
+        guest_agent_program: String = "",
+            "The trove-guestagent binary started for each instance (empty: the one installed \
+             beside the taskmanager, else the one on PATH).";
+        loop_volumes: String = "auto",
+            "Volumes as ext4 images on loop devices, so each instance's storage fills up at \
+             its size: auto (when running as root with /dev/loop-control), true, or false \
+             (plain directories, size not enforced).";
+    }
+}
+
 datastore_group! {
     /// A datastore group (`[mysql]`, `[mariadb]`, `[postgresql]`), looked up by the manager
     /// name of a datastore version. Options a datastore does not have are `None` there.
@@ -871,6 +891,7 @@ config_groups! {
     oslo_messaging_notifications: OsloMessagingNotificationsOpts = "oslo_messaging_notifications" [0];
     oslo_middleware: OsloMiddlewareOpts = "oslo_middleware" [0];
     oslo_policy: OsloPolicyOpts = "oslo_policy" [0];
+    local_driver: LocalDriverOpts = "local_driver" [0];
     mysql: DatastoreOpts = "mysql" [MYSQL];
     mariadb: DatastoreOpts = "mariadb" [MARIADB];
     postgresql: DatastoreOpts = "postgresql" [POSTGRESQL];

@@ -5,10 +5,20 @@
 //! Nothing deeper in the code reads files or the environment for settings.
 
 use std::io::IsTerminal;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
+use trove_api::guest::RpcGuestClients;
+use trove_api::policy::Enforcer;
+use trove_api::taskmanager::{RpcTaskManager, TaskManagerClient};
 use trove_config::{Config, ConfigArgs};
+use trove_rpc::api::taskmanager::TaskManagerApi;
+use trove_rpc::Transport;
+
+pub mod aio;
+pub mod local;
 
 /// Starts logging to standard error. `RUST_LOG` refines the filter; without it the level is
 /// `info` for Trove-rs crates (`debug` when `debug` is set) and `warn` for everything else.
@@ -119,4 +129,59 @@ pub fn exit_code(program: &str, result: anyhow::Result<()>) -> std::process::Exi
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The address the API listens on: `bind_host:bind_port`, except that with
+/// `auth_strategy = noauth` (anyone who reaches the port acts as any project) the default
+/// `0.0.0.0` is narrowed to 127.0.0.1, and any other non-loopback address is used only with
+/// a loud warning.
+pub fn api_listen_address(config: &Config) -> SocketAddr {
+    let host: IpAddr = config.default.bind_host;
+    let port = config.default.bind_port;
+    if config.default.auth_strategy != "noauth" || host.is_loopback() {
+        return SocketAddr::new(host, port);
+    }
+    if host.is_unspecified() {
+        tracing::warn!(
+            "auth_strategy = noauth: listening on 127.0.0.1 only; set bind_host to a specific \
+             address to expose an unauthenticated API"
+        );
+        return SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port);
+    }
+    tracing::warn!(
+        "!!! auth_strategy = noauth and bind_host = {host}: the API is reachable from the \
+         network WITHOUT authentication; any caller can act as any project !!!"
+    );
+    SocketAddr::new(host, port)
+}
+
+/// The API's router: policy (`[oslo_policy] policy_file`, relative to `base_dir`),
+/// authentication (`auth_strategy`), taskmanager casts and guest calls over `transport`.
+pub fn api_router(
+    config: Arc<Config>,
+    db: trove_db::Db,
+    transport: Arc<dyn Transport>,
+    base_dir: Option<&Path>,
+) -> anyhow::Result<axum::Router> {
+    let policy_file = Path::new(&config.oslo_policy.policy_file);
+    let enforcer = Enforcer::load(policy_file, base_dir)
+        .with_context(|| format!("loading the policy file {}", policy_file.display()))?;
+    let authenticator = trove_api::auth::authenticator_from_config(&config)
+        .map_err(anyhow::Error::msg)
+        .context("setting up authentication")?;
+    let taskmanager: Arc<dyn TaskManagerClient> =
+        Arc::new(RpcTaskManager::new(TaskManagerApi::new(
+            transport.clone(),
+            &config.default.taskmanager_queue,
+            trove_taskmanager::taskmanager_key(&config),
+        )));
+    Ok(trove_api::ApiApp::builder(
+        config.clone(),
+        db,
+        Arc::new(enforcer),
+        authenticator,
+        Some(taskmanager),
+    )
+    .guests(Arc::new(RpcGuestClients::from_config(transport, &config)))
+    .build())
 }

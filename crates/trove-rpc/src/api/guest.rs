@@ -48,6 +48,33 @@ impl Default for GuestTimeouts {
     }
 }
 
+impl GuestTimeouts {
+    /// Timeouts from `agent_call_low_timeout`, `agent_call_high_timeout` and
+    /// `agent_replication_snapshot_timeout` in seconds (at least 1 s each).
+    pub fn from_secs(low: i64, high: i64, snapshot: i64) -> Self {
+        let s = |v: i64| Duration::from_secs(u64::try_from(v).unwrap_or(0).max(1));
+        Self {
+            low: s(low),
+            high: s(high),
+            snapshot: s(snapshot),
+        }
+    }
+}
+
+/// The guest API version cap of `[upgrade_levels] guestagent`: a release alias or a
+/// version; anything unreadable means the latest.
+pub fn guest_version_cap(level: &str) -> Version {
+    match level.trim().to_ascii_lowercase().as_str() {
+        "icehouse" | "juno" | "kilo" | "liberty" | "mitaka" | "newton" | "ussuri" => {
+            Version::new(1, 0)
+        }
+        "victoria" => Version::new(1, 1),
+        "epoxy" => Version::new(1, 2),
+        "hibiscus" | "latest" | "" => GUEST_LATEST_VERSION,
+        other => Version::parse(other).unwrap_or(GUEST_LATEST_VERSION),
+    }
+}
+
 /// How a method is sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CallKind {

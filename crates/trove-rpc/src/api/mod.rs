@@ -10,7 +10,8 @@ pub mod taskmanager;
 
 pub use conductor::{ConductorApi, ConductorRequest, UpdateBackupFields, CONDUCTOR_TOPIC};
 pub use guest::{
-    guest_topic, CallKind, GuestApi, GuestError, GuestRequest, GuestTimeouts, PrepareArgs,
+    guest_topic, guest_version_cap, CallKind, GuestApi, GuestError, GuestRequest, GuestTimeouts,
+    PrepareArgs,
 };
 pub use models::{DatabaseModel, UserModel};
 pub use taskmanager::{CreateInstanceArgs, TaskManagerApi, TaskManagerRequest, TASKMANAGER_TOPIC};

@@ -300,7 +300,6 @@ pub async fn create(
         ),
         encrypted_key,
         access: req.access.as_ref().map(|a| a.to_string()),
-        task_start_time: Some(trove_db::utc_now()),
         ..Instance::default()
     };
     row.set_task_status(TaskStatus::Building);

@@ -1,0 +1,490 @@
+//! `create_instance` (spec: internals-workflows §2.2).
+//!
+//! ```text
+//!  claim (task_start_time) ─ network.allocate ─ volume ─ broker user ─ injected files
+//!    ─ compute.create_server ─ addresses ─ guest prepare (cast) ─ root history
+//!    ─ wait for the service status: RUNNING/HEALTHY -> task NONE
+//!                                  FAILED/SHUTDOWN/..., server ERROR, timeout -> error
+//! ```
+//! Unlike Trove, a failed create does not leave its server, volume, address and broker user
+//! behind: they are removed at once, and the instance stays in its error task with a fault
+//! that says what failed (the tenant deletes it; its quota is held until then, as in Trove).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use trove_compute::{FlavorSpec, NetworkRequest, Server, ServerRequest, VolumeRequest};
+use trove_db::{Instance, InstanceAddress, ServiceStatus, TaskStatus};
+use trove_rpc::api::{CreateInstanceArgs, PrepareArgs};
+use trove_rpc::RpcContext;
+
+use crate::error::{Result, TaskError};
+use crate::files::{injected_files, render_config, GuestInfo, TemplateContext};
+use crate::manager::{step, TaskManager};
+
+/// One instance's part of a `create_instance` request.
+struct OneCreate<'a> {
+    id: String,
+    name: String,
+    root_password: Option<String>,
+    args: &'a CreateInstanceArgs,
+}
+
+fn nth_str(v: &Value, i: usize) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(a) => a.get(i).and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
+}
+
+/// The flavor dict of a request as the compute driver needs it.
+pub(crate) fn flavor_spec(v: &Value) -> FlavorSpec {
+    let int = |k: &str| v.get(k).and_then(Value::as_i64).unwrap_or(0);
+    FlavorSpec {
+        id: match v.get("id") {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        },
+        name: v
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
+        ram_mb: int("ram"),
+        vcpus: int("vcpus"),
+        disk_gb: int("disk"),
+        ephemeral_gb: v
+            .get("OS-FLV-EXT-DATA:ephemeral")
+            .or_else(|| v.get("ephemeral"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+    }
+}
+
+/// The TCP ports a datastore serves, from its configuration group.
+pub(crate) fn datastore_ports(config: &trove_config::Config, manager: &str) -> Vec<u16> {
+    let Some(ds) = config.datastore(manager) else {
+        return Vec::new();
+    };
+    if manager == "postgresql" {
+        return vec![ds.postgresql_port.unwrap_or(5432)];
+    }
+    ds.tcp_ports.iter().map(|r| r.start).collect()
+}
+
+impl TaskManager {
+    /// Builds every instance of the request (several only for replicas).
+    pub(crate) async fn create_instance(
+        self: &Arc<Self>,
+        ctx: RpcContext,
+        args: CreateInstanceArgs,
+    ) {
+        let ids: Vec<String> = match &args.instance_id {
+            Value::Array(a) => a
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
+            Value::String(s) => vec![s.clone()],
+            other => {
+                tracing::error!(instance_id = %other, "create_instance without a usable instance_id");
+                return;
+            }
+        };
+        for (i, id) in ids.into_iter().enumerate() {
+            let one = OneCreate {
+                name: nth_str(&args.name, i).unwrap_or_default(),
+                root_password: nth_str(&args.root_password, i),
+                id,
+                args: &args,
+            };
+            self.create_one(&ctx, one).await;
+        }
+    }
+
+    async fn create_one(&self, ctx: &RpcContext, one: OneCreate<'_>) {
+        let id = one.id.clone();
+        match self.db.instance_claim_task_start(&id).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(instance.id = %id, "create already taken by another taskmanager, or the instance is gone");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(instance.id = %id, error = %e, "cannot claim the create");
+                return;
+            }
+        }
+        let started = Instant::now();
+        tracing::info!(instance.id = %id, name = %one.name, datastore = %one.args.datastore_manager, "create started");
+        match self.build(ctx, &one).await {
+            Ok(Some(())) => {
+                tracing::info!(instance.id = %id, duration_ms = started.elapsed().as_millis() as u64, "instance ACTIVE")
+            }
+            Ok(None) => {
+                tracing::info!(instance.id = %id, "instance deleted while building; create stopped")
+            }
+            Err(TaskError::Interrupted) => {
+                tracing::warn!(instance.id = %id, "taskmanager stopping: create left BUILDING; a taskmanager recovers it after usage_timeout")
+            }
+            Err(e) => {
+                tracing::error!(instance.id = %id, error = %e, duration_ms = started.elapsed().as_millis() as u64, "create failed");
+                self.fail_build(&id, &e).await;
+            }
+        }
+    }
+
+    /// Marks a create failed: error task, service status, fault; then removes the
+    /// resources made for it.
+    pub(crate) async fn fail_build(&self, id: &str, e: &TaskError) {
+        let task = e.build_task();
+        match self
+            .db
+            .instance_update_task(id, Some(TaskStatus::Building), task)
+            .await
+        {
+            Ok(()) => {}
+            Err(trove_db::DbError::Conflict(_)) | Err(trove_db::DbError::NotFound { .. }) => {
+                // Deleted meanwhile: the delete cleans up.
+                return;
+            }
+            Err(db) => tracing::error!(instance.id = id, error = %db, "cannot set the error task"),
+        }
+        if self.settings.update_status_on_fail {
+            let failed = if task == TaskStatus::BuildingErrorTimeoutGa {
+                ServiceStatus::FailedTimeoutGuestagent
+            } else {
+                ServiceStatus::Failed
+            };
+            if let Err(db) = self.db.service_status_update(id, failed).await {
+                tracing::warn!(instance.id = id, error = %db, "cannot set the service status");
+            }
+        }
+        self.record_fault(id, &e.to_string(), &format!("{e:?}"))
+            .await;
+        self.release_resources(id, None).await;
+    }
+
+    /// The create itself. `Ok(None)`: the instance was deleted meanwhile.
+    async fn build(&self, ctx: &RpcContext, one: &OneCreate<'_>) -> Result<Option<()>> {
+        let id = one.id.as_str();
+        let args = one.args;
+        let Some(inst) = self.live_instance(id).await? else {
+            return Ok(None);
+        };
+        let manager = args.datastore_manager.as_str();
+        let version = self.version_of(&inst).await?;
+        let ds_version = args
+            .ds_version
+            .clone()
+            .or_else(|| version.as_ref().map(|v| v.1.clone()))
+            .unwrap_or_default();
+        let ds_name = version
+            .as_ref()
+            .map(|v| v.0.clone())
+            .unwrap_or_else(|| manager.to_owned());
+        let flavor = flavor_spec(&args.flavor);
+        let guest = self.guest(&inst)?;
+        let rpc_key = match inst.encrypted_key.as_deref().filter(|k| !k.is_empty()) {
+            Some(k) => Some(
+                trove_common::crypto::decrypt_instance_key(
+                    k,
+                    self.config.default.inst_rpc_key_encr_key.expose_secret(),
+                )
+                .map_err(|e| TaskError::Invalid(format!("instance key: {e}")))?,
+            ),
+            None => None,
+        };
+
+        // 1. Network.
+        let ports = step(id, "network", async {
+            self.drivers
+                .network
+                .allocate(&NetworkRequest {
+                    instance_id: id.to_owned(),
+                    project_id: inst.tenant_id.clone().unwrap_or_default(),
+                    nics: args.nics.clone(),
+                    access: args.access.clone(),
+                    tcp_ports: datastore_ports(&self.config, manager),
+                    udp_ports: Vec::new(),
+                })
+                .await
+                .map_err(|source| TaskError::Driver {
+                    step: "network",
+                    task: TaskStatus::BuildingErrorPort,
+                    source,
+                })
+        })
+        .await?;
+
+        // 2. Volume.
+        let uses_volume = self
+            .config
+            .datastore(manager)
+            .map(|d| d.volume_support)
+            .unwrap_or(true);
+        let volume = match args.volume_size.filter(|_| uses_volume) {
+            Some(size) => {
+                let v = step(id, "volume", async {
+                    self.drivers
+                        .volumes
+                        .create_volume(&VolumeRequest {
+                            instance_id: id.to_owned(),
+                            size_gb: size,
+                            volume_type: args.volume_type.clone(),
+                            availability_zone: args.availability_zone.clone(),
+                        })
+                        .await
+                        .map_err(|source| TaskError::Driver {
+                            step: "volume",
+                            task: TaskStatus::BuildingErrorVolume,
+                            source,
+                        })
+                })
+                .await?;
+                let mut row = self.db.instance_get(id).await?;
+                row.volume_id = Some(v.id.clone());
+                self.db.instance_save(&row).await?;
+                Some(v)
+            }
+            None => None,
+        };
+
+        // 3. The guest's own broker user, and its files.
+        let transport_url = self.guest_transport_url(id).await;
+        let files = injected_files(
+            &self.config,
+            &GuestInfo {
+                instance_id: id,
+                datastore_manager: manager,
+                datastore_version: &ds_version,
+                tenant_id: inst.tenant_id.as_deref().unwrap_or(""),
+                rpc_key: rpc_key.as_deref(),
+                transport_url,
+            },
+        )?;
+
+        // 4. Server.
+        let mut metadata = BTreeMap::new();
+        metadata.insert("trove_instance_id".to_owned(), id.to_owned());
+        metadata.insert(
+            "trove_project_id".to_owned(),
+            inst.tenant_id.clone().unwrap_or_default(),
+        );
+        if let Some(u) = &ctx.user {
+            metadata.insert("trove_user_id".to_owned(), u.clone());
+        }
+        let server: Server = step(id, "server", async {
+            self.drivers
+                .compute
+                .create_server(&ServerRequest {
+                    instance_id: id.to_owned(),
+                    project_id: inst.tenant_id.clone().unwrap_or_default(),
+                    name: one.name.clone(),
+                    datastore_manager: manager.to_owned(),
+                    image_id: Some(args.image_id.clone()).filter(|s| !s.is_empty()),
+                    flavor: flavor.clone(),
+                    ports: ports.clone(),
+                    volume: volume.clone(),
+                    files,
+                    availability_zone: args.availability_zone.clone(),
+                    metadata,
+                })
+                .await
+                .map_err(|source| TaskError::Driver {
+                    step: "server",
+                    task: TaskStatus::BuildingErrorServer,
+                    source,
+                })
+        })
+        .await?;
+        let mut row = self.db.instance_get(id).await?;
+        row.compute_instance_id = Some(server.id.clone());
+        row.server_status = Some(server.status.as_str().to_owned());
+        self.db.instance_save(&row).await?;
+        let mut addresses: Vec<_> = server.addresses.clone();
+        if addresses.is_empty() {
+            addresses = ports.iter().flat_map(|p| p.addresses.clone()).collect();
+        }
+        let rows: Vec<InstanceAddress> = addresses
+            .iter()
+            .map(|a| InstanceAddress {
+                instance_id: id.to_owned(),
+                address: a.address.clone(),
+                kind: a.kind.clone(),
+                network: Some(a.network.clone()),
+            })
+            .collect();
+        self.db.instance_addresses_set(id, &rows).await?;
+
+        // 5. Prepare.
+        let config_contents = render_config(
+            &self.config,
+            &TemplateContext {
+                datastore_name: &ds_name,
+                manager,
+                version: &ds_version,
+                flavor_id: &flavor.id,
+                flavor_name: &flavor.name,
+                ram_mb: flavor.ram_mb,
+                instance_id: id,
+            },
+        )?;
+        let (device_path, mount_point) = match &server.volume {
+            Some(v) => (Some(v.device_path.clone()), Some(v.mount_point.clone())),
+            // No block device: the guest keeps its data where its own configuration says.
+            None => (None, None),
+        };
+        let prepare = PrepareArgs {
+            packages: args
+                .packages
+                .as_ref()
+                .map(|p| p.split_whitespace().map(str::to_owned).collect()),
+            databases: args.databases.clone(),
+            memory_mb: flavor.ram_mb,
+            users: args.users.clone(),
+            device_path,
+            mount_point,
+            backup_info: None,
+            config_contents: Some(config_contents),
+            root_password: one.root_password.clone(),
+            overrides: Some(Value::Object(args.overrides.clone())),
+            cluster_config: None,
+            snapshot: None,
+            modules: Some(args.modules.clone()),
+            ds_version: Some(ds_version.clone()),
+        };
+        step(id, "prepare", async {
+            guest.prepare(ctx, prepare).await.map_err(TaskError::from)
+        })
+        .await?;
+        if one.root_password.is_some() {
+            if let Err(e) = self
+                .db
+                .root_history_record(id, ctx.user.as_deref().unwrap_or("root"))
+                .await
+            {
+                tracing::warn!(instance.id = id, error = %e, "cannot record root enabled on create");
+            }
+        }
+
+        // 6. Wait for the guest.
+        let ready = step(id, "wait for guest", self.wait_for_guest(id, &server.id)).await?;
+        if !ready {
+            return Ok(None);
+        }
+        match self
+            .db
+            .instance_update_task(id, Some(TaskStatus::Building), TaskStatus::None)
+            .await
+        {
+            Ok(()) => Ok(Some(())),
+            Err(trove_db::DbError::Conflict(_)) | Err(trove_db::DbError::NotFound { .. }) => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Datastore name and version number of the instance's version.
+    async fn version_of(&self, inst: &Instance) -> Result<Option<(String, String)>> {
+        let Some(vid) = &inst.datastore_version_id else {
+            return Ok(None);
+        };
+        let v = self.db.datastore_version_get(vid).await?;
+        let ds = self.db.datastore_get(&v.datastore_id).await?;
+        Ok(Some((ds.name, v.version.clone().unwrap_or(v.name))))
+    }
+
+    /// The guest's `transport_url`: its own RabbitMQ user when the broker's management API
+    /// is reachable, else the shared URL of this taskmanager's configuration.
+    async fn guest_transport_url(&self, id: &str) -> Option<String> {
+        let base = self.config.default.transport_url.expose_secret().to_owned();
+        let Some(broker) = &self.broker else {
+            return Some(base).filter(|u| u != "rabbit://");
+        };
+        match broker.guest_access(id).await {
+            trove_rpc::admin::GuestBrokerAccess::Dedicated(creds) => {
+                match trove_rpc::TransportUrl::parse(&base) {
+                    Ok(url) => Some(creds.transport_url(&url).to_url_string()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "transport_url cannot be parsed; the guest gets it unchanged");
+                        Some(base)
+                    }
+                }
+            }
+            trove_rpc::admin::GuestBrokerAccess::Shared => Some(base),
+        }
+    }
+
+    /// Polls the service status until the guest is up (`true`), the instance is gone
+    /// (`false`), or an error: a failed guest, a server in ERROR, or `usage_timeout`.
+    pub(crate) async fn wait_for_guest(&self, id: &str, server_id: &str) -> Result<bool> {
+        let deadline = Instant::now() + self.settings.usage_timeout;
+        // Look often at first (a local server is up in seconds), then every usage_sleep_time.
+        let mut pause = Duration::from_millis(200);
+        loop {
+            let Some(inst) = self.live_instance(id).await? else {
+                return Ok(false);
+            };
+            if inst.task_status() != Some(TaskStatus::Building) {
+                return Ok(false);
+            }
+            let status = match self.db.service_status_get(id).await {
+                Ok(r) => r.status(),
+                Err(trove_db::DbError::NotFound { .. }) => None,
+                Err(e) => return Err(e.into()),
+            };
+            match status {
+                Some(ServiceStatus::Running)
+                | Some(ServiceStatus::Healthy)
+                | Some(ServiceStatus::InstanceReady) => return Ok(true),
+                None
+                | Some(ServiceStatus::New)
+                | Some(ServiceStatus::Building)
+                | Some(ServiceStatus::Unknown)
+                | Some(ServiceStatus::Deleted) => {
+                    match self.drivers.compute.get_server(server_id).await {
+                        Ok(Some(s)) if s.status == trove_compute::ServerStatus::Error => {
+                            return Err(TaskError::Service(format!(
+                                "Server not active, status: {}, fault message: {}",
+                                s.status,
+                                s.fault.unwrap_or_default()
+                            )))
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            return Err(TaskError::Service(format!(
+                                "Server {server_id} of the instance is gone"
+                            )))
+                        }
+                        Err(e) => {
+                            tracing::warn!(instance.id = id, error = %e, "cannot read the server")
+                        }
+                    }
+                }
+                Some(other) => {
+                    return Err(TaskError::Service(format!(
+                        "Service not active, status: {}",
+                        other.description()
+                    )))
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(TaskError::Service(format!(
+                    "Timeout waiting for the guest agent: the database was not ready within usage_timeout ({} s)",
+                    self.settings.usage_timeout.as_secs()
+                )));
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.cancel.cancelled() => return Err(TaskError::Interrupted),
+            }
+            pause = (pause * 2).min(self.settings.usage_sleep_time);
+        }
+    }
+}

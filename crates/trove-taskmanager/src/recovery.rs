@@ -1,0 +1,76 @@
+//! Recovery of work a stopped taskmanager left: creates still BUILDING after
+//! `usage_timeout` fail with a fault and their resources are removed; deletes still
+//! DELETING after a while are run again (every delete step is idempotent).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use trove_db::TaskStatus;
+use trove_rpc::RpcContext;
+
+use crate::error::TaskError;
+use crate::manager::TaskManager;
+
+/// How long a delete may take before another taskmanager runs it again.
+const DELETE_GRACE: Duration = Duration::from_secs(600);
+
+impl TaskManager {
+    /// One recovery pass. Returns how many instances it handled.
+    pub async fn recover(self: &Arc<Self>) -> usize {
+        let mut handled = 0;
+        let now = trove_db::utc_now();
+        let cutoff = now
+            - chrono::Duration::from_std(self.settings.usage_timeout)
+                .unwrap_or(chrono::Duration::MAX);
+        match self
+            .db
+            .instances_in_task(TaskStatus::Building, cutoff)
+            .await
+        {
+            Ok(stale) => {
+                for inst in stale {
+                    tracing::warn!(instance.id = %inst.id, "create did not finish within usage_timeout; marking it failed");
+                    let e = TaskError::Service(format!(
+                        "The instance did not become ready within usage_timeout ({} s); the create was interrupted",
+                        self.settings.usage_timeout.as_secs()
+                    ));
+                    self.fail_build(&inst.id, &e).await;
+                    handled += 1;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot look for stale creates"),
+        }
+        let cutoff =
+            now - chrono::Duration::from_std(DELETE_GRACE).unwrap_or(chrono::Duration::MAX);
+        match self
+            .db
+            .instances_in_task(TaskStatus::Deleting, cutoff)
+            .await
+        {
+            Ok(stale) => {
+                for inst in stale {
+                    if inst.updated.is_some_and(|u| u > cutoff) {
+                        continue;
+                    }
+                    tracing::warn!(instance.id = %inst.id, "delete did not finish; running it again");
+                    self.delete_instance(RpcContext::new_internal(), &inst.id)
+                        .await;
+                    handled += 1;
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot look for stale deletes"),
+        }
+        handled
+    }
+
+    /// Runs [`TaskManager::recover`] now and then every `period` until shutdown.
+    pub(crate) async fn recovery_loop(self: Arc<Self>, period: Duration) {
+        loop {
+            self.recover().await;
+            tokio::select! {
+                _ = tokio::time::sleep(period) => {}
+                _ = self.cancel.cancelled() => return,
+            }
+        }
+    }
+}

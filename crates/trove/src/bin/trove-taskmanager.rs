@@ -1,0 +1,79 @@
+//! `trove-taskmanager`: runs Trove's instance workflows
+//! (`trove-taskmanager --config-file /etc/trove/trove.conf`).
+//!
+//! It connects to the control database and to RabbitMQ, serves `taskmanager_queue` on the
+//! control exchange (decrypting with `taskmanager_rpc_encr_key` when
+//! `enable_secure_rpc_messaging` is on), and builds instances with the local compute driver
+//! (`[local_driver]`): each instance's guest agent is a `trove-guestagent` process with its
+//! own RabbitMQ user (created through the broker's management API when reachable), its own
+//! loop-mounted volume and loopback address. Several taskmanagers may share the topic.
+//! SIGINT or SIGTERM stops it gracefully: no new work, running workflows end or are left
+//! for recovery (creates left BUILDING past `usage_timeout` are failed and cleaned by the
+//! next taskmanager).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use trove_config::{Config, ConfigArgs};
+use trove_rpc::admin::BrokerAdmin;
+use trove_rpc::{AmqpTransport, Transport, TransportUrl};
+use trove_taskmanager::TaskManager;
+
+/// Command line of trove-taskmanager.
+#[derive(Parser)]
+#[command(
+    name = "trove-taskmanager",
+    about = "Trove-rs taskmanager: builds, resizes and deletes instances",
+    version
+)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
+}
+
+fn main() -> ExitCode {
+    trove::exit_code("trove-taskmanager", run(Cli::parse()))
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = trove::load_config(&cli.config)?;
+    trove::init_logging(config.default.debug);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
+    let db = trove::connect_db(&config).await?;
+    let url = config.default.transport_url.expose_secret();
+    let transport =
+        AmqpTransport::connect_url(url, trove::amqp_options(&config, "trove-taskmanager"))
+            .await
+            .context("connecting to the message broker ([DEFAULT] transport_url)")?;
+    let broker = TransportUrl::parse(url).ok().map(|u| {
+        BrokerAdmin::from_transport_url(
+            &u,
+            &config.default.control_exchange,
+            &config.default.conductor_queue,
+        )
+    });
+    let launcher = trove::local::process_launcher(&config)?;
+    let driver = trove::local::local_driver(&config, launcher)?;
+    let tm = TaskManager::new(
+        config.clone(),
+        db.clone(),
+        trove::local::drivers(driver),
+        Arc::new(transport.clone()) as Arc<dyn Transport>,
+        broker,
+    );
+    let result = trove_taskmanager::run(tm, &transport, trove::shutdown_signal())
+        .await
+        .context("serving the taskmanager topic");
+    transport.shutdown().await;
+    db.close().await;
+    result
+}

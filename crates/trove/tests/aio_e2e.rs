@@ -1,0 +1,374 @@
+//! End to end in the all-in-one mode: `trove-aio`'s services in this process (SQLite, the
+//! in-memory transport, the local driver with real loop-mounted volumes and loopback
+//! addresses, in-process guest agents running real `mariadbd` / `postgres` servers), driven
+//! by the real `openstack database` CLI, checked with the real `mariadb` / `psql` clients.
+//!
+//! Needs root (loop devices, mounts, PostgreSQL's service user) and the client virtualenv
+//! (`scripts/client-venv.sh`); the project's test command provides both.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{assert_nothing_left, ip_of, mariadb, psql, Tenant, PROJECT};
+use trove::aio::{apply_defaults, Aio};
+use trove_config::Config;
+
+const ACTIVE_TIMEOUT: Duration = Duration::from_secs(240);
+
+struct Running {
+    tenant: Tenant,
+    aio: Option<Aio>,
+    server: tokio::task::JoinHandle<()>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    local_state: PathBuf,
+    _cleanup: common::HostCleanup,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(first_address: &str) -> Running {
+    trove::init_logging(false);
+    let dir = tempfile::Builder::new()
+        .prefix("trove-aio-e2e")
+        .tempdir()
+        .unwrap();
+    let state = dir.path().canonicalize().unwrap();
+    let mut config = Config::default();
+    apply_defaults(&mut config, &state);
+    config.local_driver.first_address = first_address.to_owned();
+    config.default.report_interval = 5;
+    config.default.usage_timeout = 300;
+    config.default.control_exchange = "trove".into();
+    let config = Arc::new(config);
+    let aio = Aio::start(config.clone(), &state)
+        .await
+        .expect("aio starts");
+    let router = aio.router(config.clone()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        trove_api::serve(listener, router, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        tenant: Tenant::new(&base, PROJECT),
+        aio: Some(aio),
+        server,
+        stop,
+        local_state: state.join("local"),
+        _cleanup: common::HostCleanup(state.clone()),
+        _dir: dir,
+    }
+}
+
+impl Running {
+    async fn shutdown(mut self) {
+        let _ = self.stop.send(());
+        let _ = self.server.await;
+        if let Some(a) = self.aio.take() {
+            a.stop().await;
+        }
+    }
+
+    async fn version_of(&self, datastore: &str) -> String {
+        let (s, body) = self.tenant.get(&format!("datastores/{datastore}")).await;
+        assert_eq!(s, 200, "{body}");
+        body["datastore"]["versions"][0]["name"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no version of {datastore}: {body}"))
+            .to_owned()
+    }
+
+    /// `in_use` of a quota resource of the tenant's own project.
+    async fn quota_in_use(&self, resource: &str) -> i64 {
+        let (s, body) = self.tenant.get(&format!("mgmt/quotas/{PROJECT}")).await;
+        assert_eq!(s, 200, "{body}");
+        body["quotas"]
+            .as_array()
+            .and_then(|q| q.iter().find(|r| r["resource"] == resource))
+            .and_then(|r| r["in_use"].as_i64())
+            .unwrap_or_else(|| panic!("no {resource} in {body}"))
+    }
+}
+
+fn filesystem_bytes(path: &Path) -> u64 {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=size"])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_instance_from_create_to_delete() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root for loop devices and mounts");
+        return;
+    }
+    let run = start("127.2.0.1").await;
+    let t = &run.tenant;
+    let version = run.version_of("mariadb").await;
+
+    let created = t
+        .osc_json(&[
+            "database",
+            "instance",
+            "create",
+            "db1",
+            "--flavor",
+            "1",
+            "--size",
+            "1",
+            "--datastore",
+            "mariadb",
+            "--datastore-version",
+            &version,
+            "--databases",
+            "app",
+            "--users",
+            "app:Secret123",
+        ])
+        .await;
+    assert_eq!(created["status"], "BUILD", "{created}");
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let inst = t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
+    assert_eq!(inst["operating_status"], "HEALTHY", "{inst}");
+    let ip = ip_of(&inst);
+    assert!(ip.starts_with("127.2.0."), "{inst}");
+    assert_eq!(run.quota_in_use("instances").await, 1);
+
+    // A tenant connects to ip:3306 as the user it asked for and writes a table.
+    mariadb(
+        &ip,
+        "app",
+        "Secret123",
+        "app",
+        "CREATE TABLE t (x INT); INSERT INTO t VALUES (42);",
+    )
+    .await
+    .expect("app writes");
+    let got = mariadb(&ip, "app", "Secret123", "app", "SELECT x FROM t")
+        .await
+        .unwrap();
+    assert_eq!(got.trim(), "42");
+    // The data lives on the instance's own mounted volume.
+    let data = run.local_state.join("instances").join(&id).join("data");
+    assert_eq!(
+        common::mounts_under(&data).len(),
+        1,
+        "volume not mounted at {}",
+        data.display()
+    );
+    let one_gb = filesystem_bytes(&data);
+    assert!(one_gb > 800_000_000 && one_gb < 1_100_000_000, "{one_gb}");
+
+    // Databases, users and root through the CLI show up in the server.
+    t.osc_ok(&["database", "db", "create", "db1", "reports"])
+        .await;
+    t.osc_ok(&[
+        "database",
+        "user",
+        "create",
+        "db1",
+        "bob",
+        "Passw0rd1",
+        "--databases",
+        "reports",
+    ])
+    .await;
+    let root = t.osc_json(&["database", "root", "enable", "db1"]).await;
+    let root_pw = root["password"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{root}"))
+        .to_owned();
+    let dbs = mariadb(&ip, "root", &root_pw, "", "SHOW DATABASES")
+        .await
+        .expect("root logs in");
+    assert!(
+        dbs.lines().any(|l| l == "reports") && dbs.lines().any(|l| l == "app"),
+        "{dbs}"
+    );
+    mariadb(&ip, "bob", "Passw0rd1", "reports", "CREATE TABLE r (y INT)")
+        .await
+        .expect("bob writes in reports");
+
+    // Restart.
+    t.osc_ok(&["database", "instance", "restart", "db1"]).await;
+    t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
+    let got = mariadb(&ip, "app", "Secret123", "app", "SELECT x FROM t")
+        .await
+        .unwrap();
+    assert_eq!(got.trim(), "42", "data survives a restart");
+
+    // Resize the volume: the filesystem grows online.
+    t.osc_ok(&["database", "instance", "resize", "volume", "db1", "2"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inst = t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
+    assert_eq!(inst["volume"]["size"], 2, "{inst}");
+    let two_gb = filesystem_bytes(&data);
+    assert!(two_gb > one_gb + 900_000_000, "{one_gb} -> {two_gb}");
+
+    // Resize the flavor: the server restarts sized for 1024 MB.
+    t.osc_ok(&["database", "instance", "resize", "flavor", "db1", "2"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inst = t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
+    assert_eq!(inst["flavor"]["id"], "2", "{inst}");
+    let pool = mariadb(
+        &ip,
+        "root",
+        &root_pw,
+        "",
+        "SELECT @@innodb_buffer_pool_size",
+    )
+    .await
+    .unwrap();
+    assert_eq!(pool.trim(), (512u64 * 1024 * 1024).to_string());
+    let got = mariadb(&ip, "app", "Secret123", "app", "SELECT x FROM t")
+        .await
+        .unwrap();
+    assert_eq!(got.trim(), "42", "data survives a resize");
+
+    // Delete: nothing left, quota free.
+    t.osc_ok(&["database", "instance", "delete", "db1"]).await;
+    t.wait_gone(&id, Duration::from_secs(120)).await;
+    assert_nothing_left(&run.local_state, &id, &ip);
+    assert!(mariadb(&ip, "app", "Secret123", "app", "SELECT 1")
+        .await
+        .is_err());
+    assert_eq!(run.quota_in_use("instances").await, 0);
+    assert_eq!(run.quota_in_use("volumes").await, 0);
+    run.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgresql_instance_from_create_to_delete() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root for loop devices and mounts");
+        return;
+    }
+    let run = start("127.2.1.1").await;
+    let t = &run.tenant;
+    let version = run.version_of("postgresql").await;
+
+    let created = t
+        .osc_json(&[
+            "database",
+            "instance",
+            "create",
+            "pg1",
+            "--flavor",
+            "1",
+            "--size",
+            "1",
+            "--datastore",
+            "postgresql",
+            "--datastore-version",
+            &version,
+            "--databases",
+            "app",
+            "--users",
+            "app:Secret123",
+        ])
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let inst = t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
+    assert_eq!(inst["operating_status"], "HEALTHY", "{inst}");
+    let ip = ip_of(&inst);
+
+    psql(
+        &ip,
+        "app",
+        "Secret123",
+        "app",
+        "CREATE TABLE t (x int); INSERT INTO t VALUES (7);",
+    )
+    .await
+    .expect("app writes");
+    assert_eq!(
+        psql(&ip, "app", "Secret123", "app", "SELECT x FROM t")
+            .await
+            .unwrap()
+            .trim(),
+        "7"
+    );
+    let data = run.local_state.join("instances").join(&id).join("data");
+    assert_eq!(common::mounts_under(&data).len(), 1);
+
+    t.osc_ok(&["database", "db", "create", "pg1", "reports"])
+        .await;
+    t.osc_ok(&[
+        "database",
+        "user",
+        "create",
+        "pg1",
+        "bob",
+        "Passw0rd1",
+        "--databases",
+        "reports",
+    ])
+    .await;
+    psql(&ip, "bob", "Passw0rd1", "reports", "SELECT 1")
+        .await
+        .expect("bob connects to reports");
+    let root = t.osc_json(&["database", "root", "enable", "pg1"]).await;
+    let root_pw = root["password"].as_str().unwrap().to_owned();
+    let root_user = root["name"].as_str().unwrap_or("root").to_owned();
+    let dbs = psql(
+        &ip,
+        &root_user,
+        &root_pw,
+        "postgres",
+        "SELECT datname FROM pg_database",
+    )
+    .await
+    .expect("root logs in");
+    assert!(dbs.lines().any(|l| l == "reports"), "{dbs}");
+
+    t.osc_ok(&["database", "instance", "restart", "pg1"]).await;
+    t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
+
+    let before = filesystem_bytes(&data);
+    t.osc_ok(&["database", "instance", "resize", "volume", "pg1", "2"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inst = t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
+    assert_eq!(inst["volume"]["size"], 2, "{inst}");
+    assert!(filesystem_bytes(&data) > before + 900_000_000);
+
+    t.osc_ok(&["database", "instance", "resize", "flavor", "pg1", "2"])
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let inst = t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
+    assert_eq!(inst["flavor"]["id"], "2", "{inst}");
+    let sb = psql(&ip, &root_user, &root_pw, "postgres", "SHOW shared_buffers")
+        .await
+        .unwrap();
+    assert_eq!(sb.trim(), "256MB");
+    assert_eq!(
+        psql(&ip, "app", "Secret123", "app", "SELECT x FROM t")
+            .await
+            .unwrap()
+            .trim(),
+        "7"
+    );
+
+    t.osc_ok(&["database", "instance", "delete", "pg1"]).await;
+    t.wait_gone(&id, Duration::from_secs(120)).await;
+    assert_nothing_left(&run.local_state, &id, &ip);
+    assert_eq!(run.quota_in_use("instances").await, 0);
+    run.shutdown().await;
+}
