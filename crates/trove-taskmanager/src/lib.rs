@@ -30,5 +30,5 @@ pub mod settings;
 
 pub use error::TaskError;
 pub use manager::{Drivers, TaskManager};
-pub use service::{run, target, taskmanager_key, TaskManagerServer};
+pub use service::{recovery_period, run, target, taskmanager_key, TaskManagerServer};
 pub use settings::Settings;

@@ -86,6 +86,13 @@ impl TaskManagerServer {
     }
 }
 
+/// How often a taskmanager looks for work a stopped one left: a quarter of
+/// `usage_timeout`, between 5 s and 60 s, so a stale create is noticed soon after its
+/// timeout.
+pub fn recovery_period(settings: &crate::Settings) -> Duration {
+    (settings.usage_timeout / 4).clamp(Duration::from_secs(5), Duration::from_secs(60))
+}
+
 /// Serves `config`'s taskmanager target with `tm` until `shutdown`, then stops.
 pub async fn run(
     tm: Arc<TaskManager>,
@@ -93,7 +100,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RpcError> {
     let target = target(&tm.config);
-    let period = tm.settings.usage_sleep_time.max(Duration::from_secs(60));
+    let period = recovery_period(&tm.settings);
     let server = TaskManagerServer::start(tm, transport, target, period).await?;
     shutdown.await;
     server.stop().await;

@@ -14,7 +14,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use trove_config::Config;
@@ -242,7 +241,7 @@ impl Aio {
             tm.clone(),
             transport.as_ref(),
             trove_taskmanager::target(&config),
-            Duration::from_secs(60),
+            trove_taskmanager::recovery_period(tm.settings()),
         )
         .await
         .context("starting the taskmanager")?;
