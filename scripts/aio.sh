@@ -1,65 +1,38 @@
 #!/usr/bin/env bash
-# Runs Trove-rs all-in-one with embedded defaults: a SQLite control database under
-# ./var/aio, the datastores whose servers are installed on this machine registered with
-# their validation rules and a default version, and a few flavors for the local compute
-# driver. Safe to run again: every step is idempotent.
+# Runs Trove-rs all-in-one: API (noauth, 127.0.0.1:8779), taskmanager, conductor and a guest
+# agent per instance in one process, with a SQLite control database and the local compute
+# driver under ./var/aio. On first start it registers the MariaDB and PostgreSQL servers
+# installed on this machine (installing them from Debian's packages when missing and
+# allowed) and four flavors, then prints how to use it. Ctrl-C stops it; running it again
+# picks the instances up where they were.
+#
+#   scripts/aio.sh                       # state under ./var/aio
+#   scripts/aio.sh --state-dir /srv/aio  # extra arguments go to trove-aio
+#   scripts/aio.sh --config-file my.conf # operator settings on top of the defaults
+#
+# As root, instances get ext4 volumes on loop devices of exactly their size; otherwise
+# their volumes are plain directories whose size is not enforced.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-root=$(pwd)
-state="$root/var/aio"
-mkdir -p "$state"
 
-conf="$state/trove.conf"
-if [ ! -f "$conf" ]; then
-    cat > "$conf" <<CONF
-[DEFAULT]
-control_exchange = trove
-
-[database]
-connection = sqlite:///$state/trove.sqlite
-CONF
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
 fi
 
-cargo build --quiet --bin trove-manage
-manage() { "$root/target/debug/trove-manage" --config-file "$conf" "$@"; }
-
-manage db_sync
-
-register() { # register DATASTORE MANAGER VERSION_NAME VERSION_NUMBER RULES
-    local ds=$1 manager=$2 name=$3 number=$4 rules=$5
-    manage datastore_update "$ds" ""
-    manage datastore_version_update "$ds" "$name" "$manager" "" "" 1 --version "$number"
-    manage datastore_update "$ds" "$name"
-    manage db_load_datastore_config_parameters "$ds" "$name" "$rules" --version "$number"
-    echo "registered $ds $name ($number)"
-}
-
-if command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ]; then
-    number=$( (mariadbd --version 2>/dev/null || /usr/sbin/mariadbd --version) \
-        | sed -n 's/.*Ver \([0-9][0-9.]*\).*/\1/p')
-    register mariadb mariadb "$(echo "$number" | cut -d. -f1,2)" "$number" \
-        "$root/etc/validation-rules/mariadb.json"
+missing=()
+command -v mariadbd >/dev/null 2>&1 || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server mariadb-client)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+if [ ${#missing[@]} -gt 0 ] && command -v apt-get >/dev/null 2>&1; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing ${missing[*]} (the database servers instances run)" >&2
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-for bin in /usr/lib/postgresql/*/bin/postgres; do
-    [ -x "$bin" ] || continue
-    number=$("$bin" --version | sed -n 's/.*(PostgreSQL) \([0-9][0-9.]*\).*/\1/p')
-    register postgresql postgresql "$(echo "$number" | cut -d. -f1)" "$number" \
-        "$root/etc/validation-rules/postgresql.json"
-done
 
-# Flavors for the local compute driver: id name RAM(MB) vCPUs disk(GB).
-existing=$(manage flavor_list | awk 'NR > 1 {print $1}')
-while read -r id name ram vcpus disk; do
-    if ! grep -qx "$id" <<<"$existing"; then
-        manage flavor_create "$name" "$ram" "$vcpus" "$disk" --id "$id" >/dev/null
-    fi
-done <<FLAVORS
-1 m1.tiny 512 1 1
-2 m1.small 1024 1 5
-3 m1.medium 2048 2 10
-4 m1.large 4096 4 20
-FLAVORS
-
-manage flavor_list
-echo
-echo "Control database: $state/trove.sqlite (config: $conf)"
+cargo build --quiet --bin trove-aio
+has_state_dir=false
+for a in "$@"; do [ "$a" = "--state-dir" ] && has_state_dir=true; done
+if $has_state_dir; then
+    exec target/debug/trove-aio "$@"
+fi
+exec target/debug/trove-aio --state-dir var/aio "$@"
