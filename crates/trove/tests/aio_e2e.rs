@@ -147,6 +147,12 @@ async fn mariadb_instance_from_create_to_delete() {
     assert_eq!(inst["operating_status"], "HEALTHY", "{inst}");
     let ip = ip_of(&inst);
     assert!(ip.starts_with("127.2.0."), "{inst}");
+    // Show carries the guest's view of the volume.
+    let used = inst["volume"]["used"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{inst}"));
+    assert!(used > 0.0 && used < 1.0, "{inst}");
+    assert!(inst["volume"]["used_percent"].as_f64().is_some(), "{inst}");
     assert_eq!(run.quota_in_use("instances").await, 1);
 
     // A tenant connects to ip:3306 as the user it asked for and writes a table.

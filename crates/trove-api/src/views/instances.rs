@@ -56,6 +56,11 @@ pub struct InstanceView {
     pub access: Option<Value>,
     /// Volume size (when the datastore uses volumes).
     pub volume_size: Option<i64>,
+    /// Space used on the data volume or local storage in GB, as the guest reported it
+    /// (show only, when the guest answered).
+    pub storage_used: Option<f64>,
+    /// `used` as a percentage of the volume's total (show only).
+    pub storage_used_percent: Option<f64>,
     /// Addresses (`{"address", "type", "network"?}`).
     pub addresses: Vec<Value>,
     /// DNS name, replacing the addresses.
@@ -124,7 +129,18 @@ pub fn instance(ctx: &RequestContext, v: &InstanceView, detail: Detail, admin: b
     m.insert("region".into(), v.region.clone().into());
     m.insert("access".into(), access_of(v));
     if let Some(size) = v.volume_size {
-        m.insert("volume".into(), json!({ "size": size }));
+        let mut vol = json!({ "size": size });
+        if detail == Detail::Show {
+            if let Some(used) = v.storage_used {
+                vol["used"] = json!(used);
+                if let Some(p) = v.storage_used_percent {
+                    vol["used_percent"] = json!(p);
+                }
+            }
+        }
+        m.insert("volume".into(), vol);
+    } else if let (Detail::Show, Some(used)) = (detail, v.storage_used) {
+        m.insert("local_storage".into(), json!({ "used": used }));
     }
     if let Some(h) = &v.hostname {
         m.insert("hostname".into(), h.clone().into());

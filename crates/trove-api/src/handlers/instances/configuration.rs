@@ -12,9 +12,9 @@
 
 use serde_json::{Map, Value};
 use trove_db::{Configuration, Instance, TaskStatus};
-use trove_rpc::api::{GuestApi, GuestRequest};
+use trove_rpc::api::GuestRequest;
 
-use super::states;
+use super::{guest_of, states};
 use crate::app::AppState;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
@@ -42,21 +42,6 @@ pub async fn overrides_of(
         out.insert(p.configuration_key, typed);
     }
     Ok((out, restart))
-}
-
-/// A client of the guest of `inst` (503 when this API has no guest clients).
-fn guest_of(state: &AppState, inst: &Instance) -> ApiResult<GuestApi> {
-    let Some(factory) = state.guests() else {
-        return Err(ApiError::unavailable("no guest agent client configured"));
-    };
-    let key =
-        crate::guest::instance_key(state.config(), inst.encrypted_key.as_deref()).map_err(|e| {
-            ApiError::internal(format!(
-                "the RPC key of instance {} does not decrypt: {e}",
-                inst.id
-            ))
-        })?;
-    Ok(factory.client(&inst.id, key))
 }
 
 /// Gate B (400): server ACTIVE and no task.

@@ -21,6 +21,7 @@ pub mod update;
 
 use serde_json::{json, Value};
 use trove_db::{DbError, Instance, InstanceAddress, ServiceStatus, TaskStatus, ADDRESS_PUBLIC};
+use trove_rpc::api::GuestApi;
 
 use crate::app::AppState;
 use crate::context::RequestContext;
@@ -206,6 +207,21 @@ pub async fn view_with_addresses(
         encrypted_rpc_messaging: inst.encrypted_key.is_some(),
         ..InstanceView::default()
     })
+}
+
+/// A client of the guest of `inst` (503 when this API has no guest clients).
+pub fn guest_of(state: &AppState, inst: &Instance) -> ApiResult<GuestApi> {
+    let Some(factory) = state.guests() else {
+        return Err(ApiError::unavailable("no guest agent client configured"));
+    };
+    let key =
+        crate::guest::instance_key(state.config(), inst.encrypted_key.as_deref()).map_err(|e| {
+            ApiError::internal(format!(
+                "the RPC key of instance {} does not decrypt: {e}",
+                inst.id
+            ))
+        })?;
+    Ok(factory.client(&inst.id, key))
 }
 
 /// Sends a cast to the taskmanager (503 when this API has none).
