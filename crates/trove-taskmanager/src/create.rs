@@ -164,9 +164,31 @@ impl TaskManager {
                 tracing::warn!(instance.id = id, error = %db, "cannot set the service status");
             }
         }
-        self.record_fault(id, &e.to_string(), &format!("{e:?}"))
-            .await;
+        if !self.has_recent_fault(id).await {
+            self.record_fault(id, &e.to_string(), &format!("{e:?}"))
+                .await;
+        }
         self.release_resources(id, None).await;
+    }
+
+    /// Whether the instance has a fault younger than `usage_sleep_time` + 1 s: the guest's
+    /// own report of why it failed (recorded by the conductor), which says more than "Service
+    /// not active" and is kept, as Trove does.
+    async fn has_recent_fault(&self, id: &str) -> bool {
+        match self.db.instance_fault_get(id).await {
+            Ok(Some(f)) => {
+                let age = trove_db::utc_now() - f.updated;
+                let fresh = chrono::Duration::from_std(self.settings.usage_sleep_time)
+                    .unwrap_or(chrono::Duration::MAX)
+                    + chrono::Duration::seconds(1);
+                age < fresh
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(instance.id = id, error = %e, "cannot read the instance's fault");
+                false
+            }
+        }
     }
 
     /// The create itself. `Ok(None)`: the instance was deleted meanwhile.
