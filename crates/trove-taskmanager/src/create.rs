@@ -76,6 +76,36 @@ pub(crate) fn datastore_ports(config: &trove_config::Config, manager: &str) -> V
     ds.tcp_ports.iter().map(|r| r.start).collect()
 }
 
+/// Marks a create as running in this taskmanager while it lives (see
+/// [`TaskManager::is_creating`]).
+struct CreateRunning<'a> {
+    tm: &'a TaskManager,
+    id: String,
+}
+
+impl<'a> CreateRunning<'a> {
+    fn new(tm: &'a TaskManager, id: &str) -> Self {
+        tm.creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_owned());
+        CreateRunning {
+            tm,
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for CreateRunning<'_> {
+    fn drop(&mut self) {
+        self.tm
+            .creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
+    }
+}
+
 impl TaskManager {
     /// Builds every instance of the request (several only for replicas).
     pub(crate) async fn create_instance(
@@ -119,6 +149,7 @@ impl TaskManager {
                 return;
             }
         }
+        let _running = CreateRunning::new(self, &id);
         let started = Instant::now();
         tracing::info!(instance.id = %id, name = %one.name, datastore = %one.args.datastore_manager, "create started");
         match self.build(ctx, &one).await {

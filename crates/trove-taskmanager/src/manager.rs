@@ -43,6 +43,9 @@ pub struct TaskManager {
     pub(crate) broker: Option<BrokerAdmin>,
     pub(crate) tasks: TaskTracker,
     pub(crate) cancel: CancellationToken,
+    /// Instances whose create runs in this taskmanager now: its recovery leaves them alone
+    /// (the create times out by itself and says so).
+    pub(crate) creating: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for TaskManager {
@@ -72,6 +75,7 @@ impl TaskManager {
             broker,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
+            creating: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -83,6 +87,14 @@ impl TaskManager {
     /// The drivers.
     pub fn drivers(&self) -> &Drivers {
         &self.drivers
+    }
+
+    /// Whether this taskmanager runs the create of instance `id` now.
+    pub fn is_creating(&self, id: &str) -> bool {
+        self.creating
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
     }
 
     /// Workflows running now.

@@ -1,5 +1,6 @@
 //! Recovery of work a stopped taskmanager left: creates still BUILDING after
-//! `usage_timeout` fail with a fault and their resources are removed; deletes still
+//! `usage_timeout` (and not running in this taskmanager, whose own wait for the guest
+//! times out and says so) fail with a fault and their resources are removed; deletes still
 //! DELETING after a while are run again (every delete step is idempotent).
 
 use std::sync::Arc;
@@ -29,6 +30,10 @@ impl TaskManager {
         {
             Ok(stale) => {
                 for inst in stale {
+                    if self.is_creating(&inst.id) {
+                        // Still waiting for its guest here: it times out by itself.
+                        continue;
+                    }
                     tracing::warn!(instance.id = %inst.id, "create did not finish within usage_timeout; marking it failed");
                     let e = TaskError::Service(format!(
                         "The instance did not become ready within usage_timeout ({} s); the create was interrupted",
