@@ -51,6 +51,22 @@ pub fn load_config(args: &ConfigArgs) -> anyhow::Result<Arc<Config>> {
     Ok(Arc::new(loaded.config))
 }
 
+/// The body of a service binary: loads the configuration the command line names, starts
+/// logging, builds the multi-threaded runtime and runs `serve` on it.
+pub fn run_service<F, Fut>(args: &ConfigArgs, serve: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Arc<Config>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let config = load_config(args)?;
+    init_logging(config.default.debug);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
 /// Connects to the control database, retrying as `[database] max_retries` (-1: forever)
 /// and `retry_interval` say while it is unreachable.
 pub async fn connect_db(config: &Config) -> anyhow::Result<trove_db::Db> {

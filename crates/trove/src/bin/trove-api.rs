@@ -37,19 +37,13 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = trove::load_config(&cli.config)?;
-    trove::init_logging(config.default.debug);
     let base_dir = cli
         .config
         .sources()
         .paths()?
         .first()
         .and_then(|p| p.parent().map(|d| d.to_path_buf()));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(config, base_dir))
+    trove::run_service(&cli.config, |config| serve(config, base_dir))
 }
 
 async fn serve(config: Arc<Config>, base_dir: Option<std::path::PathBuf>) -> anyhow::Result<()> {

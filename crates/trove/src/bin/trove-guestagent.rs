@@ -31,13 +31,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = trove::load_config(&cli.config)?;
-    trove::init_logging(config.default.debug);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime
-        .block_on(trove_guestagent::run(&config, trove::shutdown_signal()))
-        .context("running the guest agent")
+    trove::run_service(&cli.config, |config| async move {
+        trove_guestagent::run(&config, trove::shutdown_signal())
+            .await
+            .context("running the guest agent")
+    })
 }

@@ -38,13 +38,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = trove::load_config(&cli.config)?;
-    trove::init_logging(config.default.debug);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
-    runtime.block_on(serve(config))
+    trove::run_service(&cli.config, serve)
 }
 
 async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
