@@ -15,6 +15,8 @@
 //!    │                         heartbeat status ("healthy") + notify_end, or "failed to
 //!    │                         spawn" + notify_exc_info (the conductor records a fault)
 //!    ├── stop_db / restart ──> heartbeats "shutdown" / "restarting" at once
+//!    ├── get_diagnostics, get_hwinfo ──> the agent process and its host, from /proc
+//!    │                                   (see the private `sysinfo` module)
 //!    └── status task ────────> every report_interval once prepared: heartbeat(status);
 //!                              crashed server -> restart with back-off (see crate::heartbeat)
 //!    │
@@ -60,6 +62,8 @@ use trove_rpc::{
     encode_result, AmqpOptions, AmqpTransport, Dispatcher, MessageHandler, RemoteError, RpcContext,
     RpcEndpoint, RpcError, SecureSerializer, ServerHandle, Target, Transport,
 };
+
+mod sysinfo;
 
 use crate::error::GuestError;
 use crate::heartbeat::{status_loop, RestartBackoff};
@@ -504,7 +508,11 @@ impl Dispatcher for GuestDispatcher {
         if inner.preparing.load(Ordering::SeqCst)
             && !matches!(
                 req,
-                R::Prepare(_) | R::RpcPing {} | R::GetFilesystemStats { .. }
+                R::Prepare(_)
+                    | R::RpcPing {}
+                    | R::GetFilesystemStats { .. }
+                    | R::GetDiagnostics {}
+                    | R::GetHwinfo {}
             )
         {
             tracing::info!(method, "request refused: the instance is being prepared");
@@ -516,6 +524,8 @@ impl Dispatcher for GuestDispatcher {
         match req {
             R::Prepare(args) => self.prepare(&ctx, *args).await,
             R::RpcPing {} => Ok(Value::Bool(true)),
+            R::GetDiagnostics {} => ok(sysinfo::diagnostics()),
+            R::GetHwinfo {} => ok(sysinfo::hwinfo()),
             R::Restart {} => {
                 inner.auto_restart.store(true, Ordering::SeqCst);
                 inner.report(ServiceStatus::Restarting).await;

@@ -462,7 +462,7 @@ async fn mariadb_agent_prepare_calls_crash_restart_and_resume() {
     assert_eq!(remote_class(&e).0, "NotFound");
     let e = c
         .guest
-        .send(&ctx(), GuestRequest::GetDiagnostics {})
+        .send(&ctx(), GuestRequest::BackupRequiredForReplication {})
         .await
         .unwrap_err();
     assert_eq!(remote_class(&e).0, "NoSuchMethod");
