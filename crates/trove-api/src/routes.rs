@@ -14,7 +14,7 @@ use crate::handlers::configurations;
 use crate::handlers::datastores::{associations, params, show as datastores, versions};
 use crate::handlers::not_implemented::not_implemented as ni;
 use crate::handlers::{
-    flavors, instances, limits, mgmt_instances, quotas, versions as api_versions,
+    flavors, instances, limits, mgmt_datastores, mgmt_instances, quotas, versions as api_versions,
 };
 use crate::middleware;
 
@@ -359,72 +359,95 @@ pub fn v1_routes() -> Vec<Route> {
             "Show an instance (admin)",
             mgmt_instances::show,
         ),
-        todo(
+        r(
             "POST",
             "/mgmt/instances/{id}/action",
             "Admin instance action",
+            mgmt_instances::action,
         ),
-        todo("GET", "/mgmt/instances/{id}/root", "Root history (admin)"),
-        todo(
+        r(
+            "GET",
+            "/mgmt/instances/{id}/root",
+            "Root history (admin)",
+            mgmt_instances::root,
+        ),
+        r(
             "GET",
             "/mgmt/instances/{id}/diagnostics",
             "Diagnostics (admin)",
+            mgmt_instances::diagnostics,
         ),
-        todo(
+        r(
             "GET",
             "/mgmt/instances/{id}/hwinfo",
             "Hardware info (admin)",
+            mgmt_instances::hwinfo,
         ),
-        todo(
+        r(
             "GET",
             "/mgmt/instances/{id}/rpc_ping",
             "Ping the guest (admin)",
+            mgmt_instances::rpc_ping,
         ),
-        todo("GET", "/mgmt/datastore-versions", "List versions (admin)"),
-        todo(
+        r(
+            "GET",
+            "/mgmt/datastore-versions",
+            "List versions (admin)",
+            mgmt_datastores::list,
+        ),
+        r(
             "POST",
             "/mgmt/datastore-versions",
             "Create a version (admin)",
+            mgmt_datastores::create,
         ),
-        todo(
+        r(
             "GET",
             "/mgmt/datastore-versions/{id}",
             "Show a version (admin)",
+            mgmt_datastores::show,
         ),
-        todo(
+        r(
             "PATCH",
             "/mgmt/datastore-versions/{id}",
             "Edit a version (admin)",
+            mgmt_datastores::update,
         ),
-        todo(
+        r(
             "DELETE",
             "/mgmt/datastore-versions/{id}",
             "Delete a version (admin)",
+            mgmt_datastores::delete,
         ),
-        todo(
+        r(
             "GET",
             "/mgmt/datastores/versions/{version}/parameters",
             "List parameters (admin)",
+            mgmt_datastores::params_list,
         ),
-        todo(
+        r(
             "POST",
             "/mgmt/datastores/versions/{version}/parameters",
             "Create a parameter (admin)",
+            mgmt_datastores::params_create,
         ),
-        todo(
+        r(
             "GET",
             "/mgmt/datastores/versions/{version}/parameters/{name}",
             "Show a parameter (admin)",
+            mgmt_datastores::params_show,
         ),
-        todo(
+        r(
             "PUT",
             "/mgmt/datastores/versions/{version}/parameters/{name}",
             "Update a parameter (admin)",
+            mgmt_datastores::params_update,
         ),
-        todo(
+        r(
             "DELETE",
             "/mgmt/datastores/versions/{version}/parameters/{name}",
             "Delete a parameter (admin)",
+            mgmt_datastores::params_delete,
         ),
         todo("GET", "/mgmt/clusters", "List clusters (admin)"),
         todo("GET", "/mgmt/clusters/{id}", "Show a cluster (admin)"),

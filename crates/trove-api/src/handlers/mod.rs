@@ -7,6 +7,7 @@ pub mod extensions;
 pub mod flavors;
 pub mod instances;
 pub mod limits;
+pub mod mgmt_datastores;
 pub mod mgmt_instances;
 pub mod not_implemented;
 pub mod quotas;

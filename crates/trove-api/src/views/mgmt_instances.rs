@@ -114,6 +114,34 @@ pub fn mgmt_instance(
     out
 }
 
+/// `{"root_history": ...}` of api.md §19.3: when and by whom root was first enabled, or
+/// `"Never"` / `"Nobody"`.
+pub fn root_history(instance_id: &str, enabled: Option<(String, String)>) -> Value {
+    let (when, user) = enabled.unwrap_or_else(|| ("Never".into(), "Nobody".into()));
+    json!({"root_history": {"id": instance_id, "enabled": when, "user": user}})
+}
+
+/// `{"diagnostics": ...}` of api.md §19.3 from the guest's `get_diagnostics` answer
+/// (`version`, `threads`, `fd_size`, `vm_size`, `vm_peak`, `vm_rss`, `vm_hwm`).
+pub fn diagnostics(guest: &Value) -> Value {
+    let field = |k: &str| guest.get(k).cloned().unwrap_or(Value::Null);
+    json!({"diagnostics": {
+        "version": field("version"),
+        "threads": field("threads"),
+        "fdSize": field("fd_size"),
+        "vmSize": field("vm_size"),
+        "vmPeak": field("vm_peak"),
+        "vmRss": field("vm_rss"),
+        "vmHwm": field("vm_hwm"),
+    }})
+}
+
+/// `{"hwinfo": ...}` of api.md §19.3 from the guest's `get_hwinfo` answer.
+pub fn hwinfo(guest: &Value) -> Value {
+    let field = |k: &str| guest.get(k).cloned().unwrap_or(Value::Null);
+    json!({"hwinfo": {"mem_total": field("mem_total"), "num_cpus": field("num_cpus")}})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +170,28 @@ mod tests {
             json!({"public": [{"addr": "203.0.113.40", "version": 4, "OS-EXT-IPS:type": "floating"}]})
         );
         assert_eq!(nova_addresses(&[]), json!({}));
+    }
+
+    #[test]
+    fn diagnostics_root_history_and_hwinfo_views() {
+        assert_eq!(
+            root_history("i1", None),
+            json!({"root_history": {"id": "i1", "enabled": "Never", "user": "Nobody"}})
+        );
+        assert_eq!(
+            root_history("i1", Some(("2026-01-02T03:04:05".into(), "u9".into()))),
+            json!({"root_history": {"id": "i1", "enabled": "2026-01-02T03:04:05", "user": "u9"}})
+        );
+        let g = json!({"version": "1.0.0", "threads": 7, "fd_size": 64, "vm_size": 100,
+                       "vm_peak": 120, "vm_rss": 30, "vm_hwm": 31});
+        assert_eq!(
+            diagnostics(&g),
+            json!({"diagnostics": {"version": "1.0.0", "threads": 7, "fdSize": 64,
+                   "vmSize": 100, "vmPeak": 120, "vmRss": 30, "vmHwm": 31}})
+        );
+        assert_eq!(
+            hwinfo(&json!({"mem_total": 2048, "num_cpus": 2})),
+            json!({"hwinfo": {"mem_total": 2048, "num_cpus": 2}})
+        );
     }
 }
