@@ -34,6 +34,11 @@ need_pkg rabbitmq-server rabbitmq-server
 need_pkg /usr/sbin/mariadbd mariadb-server mariadb-client
 need_pkg pg_ctlcluster postgresql postgresql-contrib
 need_pkg curl curl
+# What the instances' guest agents run: volumes (losetup, mkfs.ext4, resize2fs, blkid) and
+# hot MariaDB backups.
+need_pkg losetup mount
+need_pkg mkfs.ext4 e2fsprogs
+need_pkg mariadb-backup mariadb-backup
 need_pkg python3 python3 python3-venv
 
 # --- RabbitMQ -------------------------------------------------------------------
