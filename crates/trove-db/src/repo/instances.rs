@@ -324,4 +324,48 @@ impl Db {
         });
         Ok(())
     }
+    /// One page of the management instance list (api.md §19.1): every project, or only
+    /// `project`; live and deleted instances (`deleted: None`), or only deleted
+    /// (`Some(true)`) or live (`Some(false)`) ones; cluster members only when
+    /// `include_clustered`. Ordered by `updated` (most recent first, never-updated rows
+    /// last), then id; `offset` rows skipped. `next_marker` is the offset of the next page
+    /// when more rows follow.
+    pub async fn instance_list_admin(
+        &self,
+        deleted: Option<bool>,
+        project: Option<&str>,
+        include_clustered: bool,
+        limit: usize,
+        offset: usize,
+    ) -> Result<Page<Instance>, DbError> {
+        let mut filters = vec!["1 = 1".to_string()];
+        if deleted.is_some() {
+            filters.push("deleted = ?".into());
+        }
+        if project.is_some() {
+            filters.push("tenant_id = ?".into());
+        }
+        if !include_clustered {
+            filters.push("cluster_id IS NULL".into());
+        }
+        let fetch = limit.saturating_add(1).min(i32::MAX as usize) as i64;
+        let skip = offset.min(i64::MAX as usize) as i64;
+        let sql = self.sql(&format!(
+            "SELECT {COLS} FROM instances WHERE {} \
+             ORDER BY CASE WHEN updated IS NULL THEN 1 ELSE 0 END, updated DESC, id LIMIT ? OFFSET ?",
+            filters.join(" AND ")
+        ));
+        let rows: Vec<Instance> = with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql);
+            if let Some(d) = deleted {
+                q = q.bind(d);
+            }
+            if let Some(t) = project {
+                q = q.bind(t);
+            }
+            q.bind(fetch).bind(skip).fetch_all(p).await?
+        });
+        let next = offset.saturating_add(limit).to_string();
+        Ok(Page::from_rows(rows, limit, |_| next.clone()))
+    }
 }
