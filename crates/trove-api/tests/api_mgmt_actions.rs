@@ -1,7 +1,8 @@
 //! Management instance actions and diagnostics (api.md §19.2, §19.3): `stop`, `reboot`,
 //! `reset-task-status`, `migrate`/`rebuild` (validated, then 501), root history, and the
 //! guest calls `get_diagnostics`, `get_hwinfo` and `rpc_ping` through a fake guest agent
-//! served on trove-rpc's in-memory transport.
+//! served on trove-rpc's in-memory transport; and the `deleted` / `project_id` filters and
+//! offset paging of the management list (api.md §19.1).
 
 mod common;
 
@@ -425,4 +426,91 @@ async fn diagnostics_hwinfo_and_rpc_ping_ask_the_guest() {
     app.get(&format!("/mgmt/instances/{unknown}/rpc_ping"))
         .await
         .fault(404, "itemNotFound");
+}
+
+#[tokio::test]
+async fn list_filters_deleted_and_project_and_pages_by_offset() {
+    let mut app = App::start().await;
+    let (a, _) = app.instance(false).await;
+    let (b, _) = app.instance(false).await;
+    let (gone, _) = app.instance(false).await;
+    app.db().instance_soft_delete(&gone).await.unwrap();
+    let ids = |r: Resp| -> Vec<String> {
+        assert_eq!(r.status, 200, "{}", r.text);
+        let mut v: Vec<String> = r.json()["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let r = app.get("/mgmt/instances?deleted=true").await;
+    let listed = r.json();
+    assert_eq!(ids(r), vec![gone.clone()]);
+    assert_eq!(listed["instances"][0]["deleted"], true);
+    assert!(listed["instances"][0]["deleted_at"].is_string());
+    assert_eq!(listed["instances"][0]["tenant_id"], "other-project");
+    assert_eq!(
+        ids(app.get("/mgmt/instances?deleted=False").await),
+        sorted(vec![a.clone(), b.clone()])
+    );
+    assert_eq!(
+        ids(app.get("/mgmt/instances").await),
+        sorted(vec![a.clone(), b.clone()])
+    );
+    assert_eq!(
+        ids(app
+            .get("/mgmt/instances?project_id=other-project&deleted=true")
+            .await),
+        vec![gone.clone()]
+    );
+    assert!(ids(app
+        .get(&format!("/mgmt/instances?project_id={PROJECT}"))
+        .await)
+    .is_empty());
+    // Offset paging over the two live ones, one per page (the limit is not capped).
+    let first = app.get("/mgmt/instances?limit=1").await.json();
+    assert_eq!(first["instances"].as_array().unwrap().len(), 1);
+    let next = first["links"][0]["href"].as_str().unwrap();
+    assert!(next.contains("marker=1"), "{next}");
+    let rest = app.get("/mgmt/instances?limit=1&marker=1").await.json();
+    assert_eq!(rest["instances"].as_array().unwrap().len(), 1);
+    assert!(rest.get("links").is_none());
+    assert_ne!(first["instances"][0]["id"], rest["instances"][0]["id"]);
+    for _ in 0..4 {
+        app.instance(false).await;
+    }
+    let big = app.get("/mgmt/instances?limit=1000").await.json();
+    assert_eq!(big["instances"].as_array().unwrap().len(), 6);
+    let first = app.get("/mgmt/instances?limit=2&deleted=true").await.json();
+    assert_eq!(first["instances"].as_array().unwrap().len(), 1);
+    assert!(first.get("links").is_none());
+    // Paging over all six live instances.
+    let first = app.get("/mgmt/instances?limit=4").await.json();
+    assert_eq!(first["instances"].as_array().unwrap().len(), 4);
+    let next = first["links"][0]["href"].as_str().unwrap();
+    assert!(next.contains("marker=4"), "{next}");
+    let rest = app.get("/mgmt/instances?limit=4&marker=4").await.json();
+    assert_eq!(rest["instances"].as_array().unwrap().len(), 2);
+    assert!(rest.get("links").is_none());
+    let mut seen: Vec<String> = first["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(rest["instances"].as_array().unwrap())
+        .map(|i| i["id"].as_str().unwrap().to_string())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 6);
+    assert!(seen.contains(&a) && seen.contains(&b) && !seen.contains(&gone));
+    // Non-admins: 401.
+    let r = send(app.req(Method::GET, "/mgmt/instances?deleted=true", false)).await;
+    r.fault(401, "unauthorized");
 }

@@ -21,7 +21,6 @@ use crate::app::AppState;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
-use crate::handlers::instances::list::page_size;
 use crate::handlers::instances::{cast, guest_of, states, view_with_addresses};
 use crate::instances::status::check_action_allowed;
 use crate::middleware::empty;
@@ -36,6 +35,20 @@ fn flag(params: &HashMap<String, String>, key: &str) -> Option<bool> {
         Some(v) if v == "true" => Some(true),
         Some(v) if v == "false" => Some(false),
         _ => None,
+    }
+}
+
+/// The page size of the management list: `limit` as given (this list does not cap it, as
+/// Trove does not), else `default` (400 when not a positive integer).
+fn mgmt_page_size(params: &HashMap<String, String>, default: i64) -> ApiResult<usize> {
+    match params.get("limit").map(|l| l.trim()) {
+        None | Some("") => Ok(default.max(1) as usize),
+        Some(l) => match l.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(ApiError::bad_request(format!(
+                "limit param must be an integer greater than zero, got '{l}'."
+            ))),
+        },
     }
 }
 
@@ -80,46 +93,37 @@ async fn render(
     Ok(mgmt_instance(ctx, &view, &extras, detail))
 }
 
-/// `GET /mgmt/instances`: query `project_id`, `deleted`, `include_clustered`, `limit`,
-/// `marker` (an offset). Deleted instances are not kept in the listing this repository
-/// layer offers, so `deleted=true` answers an empty page.
+/// `GET /mgmt/instances`: query `project_id`, `deleted` (`true`: only deleted instances;
+/// `false` or absent: only live ones), `include_clustered`, `limit` (not capped), `marker`
+/// (an offset).
 pub async fn list(
     State(state): State<AppState>,
     ctx: RequestContext,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
     ctx.require_admin()?;
-    let limit = page_size(&params, state.config().default.instances_page_size)?;
+    let limit = mgmt_page_size(&params, state.config().default.instances_page_size)?;
     let start = offset(&params)?;
-    let deleted = flag(&params, "deleted");
+    let deleted = flag(&params, "deleted").unwrap_or(false);
     let include_clustered = flag(&params, "include_clustered") == Some(true);
     let project = params
         .get("project_id")
         .map(String::as_str)
         .filter(|p| !p.is_empty());
-    let mut rows: Vec<Instance> = if deleted == Some(true) {
-        Vec::new()
-    } else {
-        state.db().instance_list_all(usize::MAX).await?
-    };
-    rows.retain(|i| {
-        (include_clustered || i.cluster_id.is_none())
-            && project.is_none_or(|p| i.tenant_id.as_deref() == Some(p))
-    });
-    rows.sort_by(|a, b| b.updated.cmp(&a.updated).then_with(|| a.id.cmp(&b.id)));
-    let total = rows.len();
-    let page: Vec<&Instance> = rows.iter().skip(start).take(limit).collect();
-    let ids: Vec<&str> = page.iter().map(|i| i.id.as_str()).collect();
+    let page = state
+        .db()
+        .instance_list_admin(Some(deleted), project, include_clustered, limit, start)
+        .await?;
+    let ids: Vec<&str> = page.items.iter().map(|i| i.id.as_str()).collect();
     let mut addresses = state.db().instance_addresses_for(&ids).await?;
-    let mut items = Vec::with_capacity(page.len());
-    for inst in page {
+    let mut items = Vec::with_capacity(page.items.len());
+    for inst in &page.items {
         let own = addresses.remove(&inst.id).unwrap_or_default();
         items.push(render(&state, &ctx, inst, &own, Detail::Detail).await?);
     }
     let mut body = json!({ "instances": items });
-    let next = start.saturating_add(limit);
-    if next < total {
-        body["links"] = json!([{"rel": "next", "href": ctx.next_href(&next.to_string())}]);
+    if let Some(next) = &page.next_marker {
+        body["links"] = json!([{"rel": "next", "href": ctx.next_href(next)}]);
     }
     Ok(Json(body))
 }
