@@ -347,3 +347,89 @@ impl Drop for HostCleanup {
         }
     }
 }
+
+pub mod cluster;
+
+/// What is left on the host of instance `id` under the local state `state`: processes
+/// mentioning it, mounts and loop devices, its directory, address leases naming it, volumes.
+pub fn leftovers(state: &Path, id: &str) -> Vec<String> {
+    let mut left: Vec<String> = processes_mentioning(id)
+        .into_iter()
+        .map(|p| format!("process {p}"))
+        .collect();
+    left.extend(
+        mounts_under(&state.join("instances").join(id))
+            .into_iter()
+            .map(|m| format!("mount {m}")),
+    );
+    left.extend(
+        loops_under(state)
+            .into_iter()
+            .filter(|l| l.contains(id))
+            .map(|l| format!("loop device {l}")),
+    );
+    if state.join("instances").join(id).exists() {
+        left.push("instance directory".into());
+    }
+    for dir in ["addresses", "volumes"] {
+        if let Ok(d) = std::fs::read_dir(state.join(dir)) {
+            for e in d.flatten() {
+                if std::fs::read_to_string(e.path()).is_ok_and(|s| s.contains(id)) {
+                    left.push(format!("{dir}: {}", e.path().display()));
+                }
+            }
+        }
+    }
+    left
+}
+
+/// Asserts that nothing of instance `id` is left (see [`leftovers`]), also when its
+/// address is not known (a failed create no longer shows it).
+pub fn assert_no_trace(state: &Path, id: &str) {
+    let left = leftovers(state, id);
+    assert!(left.is_empty(), "left of instance {id}: {left:#?}");
+}
+
+/// Waits up to `timeout` until nothing of instance `id` is left (a failed create shows
+/// ERROR first and then removes its resources); panics with what is left.
+pub async fn wait_no_trace(state: &Path, id: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = leftovers(state, id);
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left of instance {id} after {timeout:?}: {left:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `in_use` of quota `resource` of project `project`, as the management API shows it.
+pub async fn quota_in_use(t: &Tenant, project: &str, resource: &str) -> i64 {
+    let (s, body) = t.get(&format!("mgmt/quotas/{project}")).await;
+    assert_eq!(s, 200, "{body}");
+    body["quotas"]
+        .as_array()
+        .and_then(|q| q.iter().find(|r| r["resource"] == resource))
+        .and_then(|r| r["in_use"].as_i64())
+        .unwrap_or_else(|| panic!("no {resource} in {body}"))
+}
+
+/// Waits until the instance leaves BUILD; returns it (panics after `timeout`).
+pub async fn wait_not_building(t: &Tenant, id: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let inst = t.instance(id).await.expect("instance exists");
+        if inst["status"] != "BUILD" {
+            return inst;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "instance {id} still BUILD after {timeout:?}: {inst}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
