@@ -10,6 +10,7 @@ use axum::routing::{get, on, MethodFilter, MethodRouter};
 use axum::Router;
 
 use crate::app::AppState;
+use crate::handlers::backups;
 use crate::handlers::configurations;
 use crate::handlers::datastores::{associations, params, show as datastores, versions};
 use crate::handlers::not_implemented::not_implemented as ni;
@@ -110,10 +111,11 @@ pub fn v1_routes() -> Vec<Route> {
             "Run an instance action",
             i::action::action,
         ),
-        todo(
+        r(
             "GET",
             "/instances/{id}/backups",
             "List backups of an instance",
+            backups::instance_backups,
         ),
         todo(
             "GET",
@@ -223,10 +225,15 @@ pub fn v1_routes() -> Vec<Route> {
             x::root::disable,
         ),
         // Backups, configuration groups (api.md §9, §10).
-        todo("GET", "/backups", "List backups"),
-        todo("POST", "/backups", "Create a backup"),
-        todo("GET", "/backups/{id}", "Show a backup"),
-        todo("DELETE", "/backups/{id}", "Delete a backup"),
+        r("GET", "/backups", "List backups", backups::list),
+        r("POST", "/backups", "Create a backup", backups::create),
+        r("GET", "/backups/{id}", "Show a backup", backups::show),
+        r(
+            "DELETE",
+            "/backups/{id}",
+            "Delete a backup",
+            backups::delete,
+        ),
         todo("GET", "/backup_strategies", "List backup strategies"),
         todo("POST", "/backup_strategies", "Create a backup strategy"),
         todo("DELETE", "/backup_strategies", "Delete backup strategies"),

@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource. A handler extracts its input, checks
 //! policy, calls the repositories, and renders a view; errors are [`crate::ApiError`]s.
 
+pub mod backups;
 pub mod configurations;
 pub mod datastores;
 pub mod extensions;

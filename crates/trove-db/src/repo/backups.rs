@@ -134,12 +134,38 @@ impl Db {
         Ok(Page::from_rows(rows, limit, |b| b.id.clone()))
     }
 
+    /// Every live backup, of one project or (`None`) of all projects, most recently
+    /// updated first (ties by id). Lists with offset markers page over this in memory.
+    pub async fn backup_list_all(&self, tenant_id: Option<&str>) -> Result<Vec<Backup>, DbError> {
+        let filter = if tenant_id.is_some() {
+            " AND tenant_id = ?"
+        } else {
+            ""
+        };
+        let sql = self.sql(&format!(
+            "SELECT {COLS} FROM backups WHERE deleted = FALSE{filter} ORDER BY updated DESC, id"
+        ));
+        let rows: Vec<Backup> = with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql);
+            if let Some(t) = tenant_id {
+                q = q.bind(t);
+            }
+            q.fetch_all(p).await?
+        });
+        Ok(rows)
+    }
+
     /// True when a live backup of the instance is NEW, BUILDING or SAVING.
     pub async fn backup_running_for_instance(&self, instance_id: &str) -> Result<bool, DbError> {
+        Ok(!self.backup_running_ids(instance_id).await?.is_empty())
+    }
+
+    /// Ids of the live backups of the instance in NEW, BUILDING or SAVING.
+    pub async fn backup_running_ids(&self, instance_id: &str) -> Result<Vec<String>, DbError> {
         let sql = self.sql("SELECT id FROM backups WHERE instance_id = ? AND deleted = FALSE AND state IN ('NEW', 'BUILDING', 'SAVING')");
         let r: Vec<(String,)> =
             with_pool!(self, p => sqlx::query_as(&sql).bind(instance_id).fetch_all(p).await?);
-        Ok(!r.is_empty())
+        Ok(r.into_iter().map(|(id,)| id).collect())
     }
 
     /// Saves every column of a live backup (stamps `updated`).
