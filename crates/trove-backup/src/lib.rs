@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
 pub use error::{BackupError, Result};
-pub use local::LocalStore;
+pub use local::{LocalStore, FILE_SCHEME};
 
 /// Object metadata (Swift's `X-Object-Meta-<key>` headers): `datastore`,
 /// `datastore_version`, `lsn`, `parent_location`, `parent_checksum`, ...
@@ -124,6 +124,10 @@ pub trait BackupStore: Send + Sync + std::fmt::Debug {
     /// while they stream (a change in between ends the stream with an `InvalidData` error,
     /// never with a silent truncation).
     async fn get(&self, location: &str, expected_checksum: Option<&str>) -> Result<ObjectReader>;
+
+    /// Replaces the object's metadata (Swift: `POST` with `X-Object-Meta-*`), e.g. to add
+    /// what is only known once the stream has ended (the `lsn` of a MariaDB backup).
+    async fn set_metadata(&self, location: &str, metadata: &Metadata) -> Result<()>;
 
     /// Deletes the object and its segments.
     async fn delete(&self, location: &str) -> Result<()>;

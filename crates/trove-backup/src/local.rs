@@ -461,6 +461,15 @@ impl BackupStore for LocalStore {
         Ok(Box::pin(tokio_util::io::StreamReader::new(ChunkStream(rx))))
     }
 
+    async fn set_metadata(&self, location: &str, metadata: &Metadata) -> Result<()> {
+        let (dir, _, object) = self.resolve(location)?;
+        let mut side = self.read_sidecar(&dir, &object, location).await?;
+        side.metadata = metadata.clone();
+        let json = serde_json::to_vec(&side)
+            .map_err(|e| BackupError::io("encoding object metadata", io::Error::other(e)))?;
+        write_atomic(&sidecar_path(&dir, &object), &json).await
+    }
+
     async fn delete(&self, location: &str) -> Result<()> {
         let (dir, container, object) = self.resolve(location)?;
         let side = self.read_sidecar(&dir, &object, location).await?;

@@ -95,6 +95,10 @@ async fn several_segments_round_trip_with_manifest() {
 
     let info = store.head(&stored.location).await.unwrap();
     assert_eq!(info.metadata, meta());
+    let mut more = meta();
+    more.insert("lsn".into(), "12345".into());
+    store.set_metadata(&stored.location, &more).await.unwrap();
+    assert_eq!(store.head(&stored.location).await.unwrap().metadata, more);
     assert_eq!(info.checksum, stored.checksum);
     assert_eq!(
         read_all(&store, &stored.location, Some(&stored.checksum)).await,

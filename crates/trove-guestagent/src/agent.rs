@@ -14,6 +14,8 @@
 //!    │                         volume named by device_path first);
 //!    │                         heartbeat status ("healthy") + notify_end, or "failed to
 //!    │                         spawn" + notify_exc_info (the conductor records a fault)
+//!    ├── create_backup (cast) ──> background task: update_backup BUILDING, then COMPLETED
+//!    │                            or FAILED (see crate::backup); one backup at a time
 //!    ├── stop_db / restart ──> heartbeats "shutdown" / "restarting" at once
 //!    ├── get_diagnostics, get_hwinfo ──> the agent process and its host, from /proc
 //!    │                                   (see the private `sysinfo` module)
@@ -28,7 +30,7 @@
 //!
 //! Replies follow Trove's shapes (`list_databases` -> `[[schema dicts], next_marker]`,
 //! `get_user` -> user dict or null, `is_root_enabled` -> bool...). Methods the datastore layer
-//! does not implement (backups, replication, logs, modules, upgrades, TLS) answer
+//! does not implement (replication, logs, modules, upgrades, TLS) answer
 //! `NoSuchMethod`, as oslo.messaging does for a method the endpoint lacks. A guest error
 //! becomes a remote error of module `trove.common.exception` whose message is the error's
 //! text, which Trove's API shows as "An error occurred communicating with the guest: ...".
@@ -234,6 +236,8 @@ pub(crate) struct Inner {
     /// True while a `prepare` runs in the background: the status task stays quiet (prepare
     /// reports its own transitions) and a second `prepare` is refused.
     pub(crate) preparing: AtomicBool,
+    /// True while a backup runs: a second one is refused (reported FAILED).
+    backing_up: AtomicBool,
     /// Automatic restart of a crashed server; off after `stop_db`, on again with
     /// `restart`/`start_db_with_conf_changes`.
     pub(crate) auto_restart: AtomicBool,
@@ -372,6 +376,11 @@ const CREATE_NOTIFICATION: &str = "trove.common.notification.DBaaSInstanceCreate
 
 impl PrepareNotification {
     fn new(ctx: &RpcContext, instance_id: &str) -> Self {
+        Self::with_class(ctx, instance_id, CREATE_NOTIFICATION)
+    }
+
+    /// As [`PrepareNotification::new`], with `class` when the caller attached none.
+    fn with_class(ctx: &RpcContext, instance_id: &str, class: &str) -> Self {
         let mut payload = match &ctx.trove_notification {
             Some(Value::Object(m)) => m.clone(),
             _ => Map::new(),
@@ -379,7 +388,7 @@ impl PrepareNotification {
         payload.insert("instance_id".into(), Value::from(instance_id));
         payload
             .entry("notification_classname")
-            .or_insert_with(|| Value::from(CREATE_NOTIFICATION));
+            .or_insert_with(|| Value::from(class));
         PrepareNotification {
             payload: Value::Object(payload),
             request_id: ctx.request_id.clone(),
@@ -662,6 +671,7 @@ impl Dispatcher for GuestDispatcher {
             R::EnableRootWithPassword { root_password } => ok(m.enable_root(root_password).await),
             R::DisableRoot {} => ok(m.disable_root().await),
             R::IsRootEnabled {} => ok(m.is_root_enabled().await),
+            R::CreateBackup { backup_info } => self.create_backup(&ctx, backup_info).await,
             _ => Err(RemoteError::no_such_method(method)),
         }
     }
@@ -688,7 +698,7 @@ impl GuestDispatcher {
         }
         let guard = PreparingGuard(inner.clone());
         let notification = PrepareNotification::new(ctx, &inner.guest_id);
-        let request = match prepare_request(args) {
+        let request = match prepare_request(args, inner.manager.name()) {
             Ok(r) => r,
             Err(why) => {
                 tracing::error!(reason = %why, "prepare refused");
@@ -713,6 +723,131 @@ impl GuestDispatcher {
     }
 }
 
+impl GuestDispatcher {
+    /// `create_backup` (a cast): checked at once, then run in the background; progress and
+    /// outcome go to the conductor (`update_backup`) and, as Trove's guest does, an end or
+    /// error notification follows (see [`crate::backup`]).
+    async fn create_backup(
+        &self,
+        ctx: &RpcContext,
+        backup_info: Value,
+    ) -> Result<Value, RemoteError> {
+        let inner = &self.0;
+        let info: crate::backup::BackupInfo = arg("create_backup", "backup_info", backup_info)?;
+        let notification =
+            PrepareNotification::with_class(ctx, &inner.guest_id, BACKUP_NOTIFICATION);
+        let refused = if !inner.manager.is_prepared() {
+            Some("the instance is not prepared".to_string())
+        } else if inner.backing_up.swap(true, Ordering::SeqCst) {
+            Some("another backup of this instance is running".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = refused {
+            let text = format!("backup {} refused: {why}", info.id);
+            tracing::warn!(backup.id = %info.id, reason = %why, "backup refused");
+            inner.backup_failed(&info, &notification, &text).await;
+            return Err(RemoteError::trove("GuestError", text));
+        }
+        let span = tracing::info_span!(parent: &inner.span, "backup", backup.id = %info.id);
+        let task = inner.clone().run_backup(info, notification);
+        inner.tasks.spawn(task.instrument(span));
+        Ok(Value::Null)
+    }
+}
+
+/// Class name of the notification of a backup creation.
+const BACKUP_NOTIFICATION: &str = "trove.common.notification.DBaaSBackupCreate";
+
+impl Inner {
+    /// Casts `update_backup`; a failure is logged (the backup row then stays as it was).
+    async fn update_backup(&self, backup_id: &str, fields: trove_rpc::api::UpdateBackupFields) {
+        if let Err(e) = self
+            .conductor
+            .update_backup(&RpcContext::default(), &self.guest_id, backup_id, fields)
+            .await
+        {
+            tracing::warn!(backup.id = backup_id, error = %e, "backup update not sent");
+        }
+    }
+
+    /// Reports a backup FAILED with `text` as the tenant-readable reason.
+    async fn backup_failed(
+        &self,
+        info: &crate::backup::BackupInfo,
+        notification: &PrepareNotification,
+        text: &str,
+    ) {
+        self.update_backup(
+            &info.id,
+            trove_rpc::api::UpdateBackupFields {
+                state: Some("FAILED".into()),
+                backup_type: Some(info.backup_type.clone()),
+                success: Some(false),
+                ..Default::default()
+            },
+        )
+        .await;
+        self.notify_error(notification, "backup failed", text, &[text.to_string()])
+            .await;
+    }
+
+    /// Runs one backup (see [`crate::backup`]).
+    async fn run_backup(
+        self: Arc<Self>,
+        info: crate::backup::BackupInfo,
+        notification: PrepareNotification,
+    ) {
+        let used =
+            |stats: Result<crate::manager::FilesystemStats, GuestError>| stats.ok().map(|s| s.used);
+        let size = used(self.manager.get_filesystem_stats(None).await);
+        self.update_backup(
+            &info.id,
+            trove_rpc::api::UpdateBackupFields {
+                state: Some("BUILDING".into()),
+                size,
+                backup_type: Some(info.backup_type.clone()),
+                ..Default::default()
+            },
+        )
+        .await;
+        tracing::info!(container = info.container(), "backup started");
+        let started = std::time::Instant::now();
+        let result = match crate::backup::BackupJob::from_info(&info) {
+            Ok(job) => self.manager.create_backup(&job).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(stored) => {
+                tracing::info!(location = %stored.location, checksum = %stored.checksum,
+                    bytes = stored.size, segments = stored.segments,
+                    seconds = started.elapsed().as_secs_f64(), "backup completed");
+                // The size a restore needs: the data on the volume, as at the start.
+                let size = used(self.manager.get_filesystem_stats(None).await).or(size);
+                self.update_backup(
+                    &info.id,
+                    trove_rpc::api::UpdateBackupFields {
+                        state: Some("COMPLETED".into()),
+                        size,
+                        backup_type: Some(info.backup_type.clone()),
+                        checksum: Some(stored.checksum),
+                        location: Some(stored.location),
+                        success: Some(true),
+                    },
+                )
+                .await;
+                self.notify_end(&notification).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "backup failed");
+                let text = format!("backup {} failed: {e}", info.id);
+                self.backup_failed(&info, &notification, &text).await;
+            }
+        }
+        self.backing_up.store(false, Ordering::SeqCst);
+    }
+}
+
 /// Clears [`Inner::preparing`] when the prepare ends, however it ends (even by a panic).
 struct PreparingGuard(Arc<Inner>);
 
@@ -723,11 +858,17 @@ impl Drop for PreparingGuard {
 }
 
 /// The datastore layer's request from `prepare`'s wire arguments.
-fn prepare_request(args: PrepareArgs) -> Result<PrepareRequest, String> {
+fn prepare_request(args: PrepareArgs, manager: &str) -> Result<PrepareRequest, String> {
     let present = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
-    if present(&args.backup_info) {
-        return Err("restoring a backup in prepare is not supported by this guest agent".into());
-    }
+    let restore = match args.backup_info.clone().filter(|v| !v.is_null()) {
+        Some(_) if manager != "mariadb" => {
+            return Err(format!(
+                "restoring a backup in prepare is not supported for {manager} by this guest agent"
+            ))
+        }
+        Some(v) => Some(crate::backup::RestoreInfo::from_value(v)?),
+        None => None,
+    };
     if present(&args.snapshot) {
         return Err("creating a replica in prepare is not supported by this guest agent".into());
     }
@@ -743,7 +884,13 @@ fn prepare_request(args: PrepareArgs) -> Result<PrepareRequest, String> {
             *mem = Value::from(0);
         }
     }
-    serde_json::from_value(value).map_err(|e| format!("prepare(): invalid arguments: {e}"))
+    if let Some(obj) = value.as_object_mut() {
+        obj.remove("backup_info");
+    }
+    let mut request: PrepareRequest =
+        serde_json::from_value(value).map_err(|e| format!("prepare(): invalid arguments: {e}"))?;
+    request.backup_info = restore;
+    Ok(request)
 }
 
 /// Runs the endpoint inside the agent's span, so request logs carry the instance id.
@@ -817,6 +964,7 @@ impl Agent {
             report_interval: settings.report_interval,
             restart_backoff: settings.restart_backoff,
             preparing: AtomicBool::new(false),
+            backing_up: AtomicBool::new(false),
             auto_restart: AtomicBool::new(true),
             stats: AgentStats::default(),
             report_lock: tokio::sync::Mutex::new(()),

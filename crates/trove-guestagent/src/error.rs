@@ -63,6 +63,9 @@ pub enum GuestError {
     /// The server answered a query with an error.
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// Backup storage refused or failed (missing or tampered object, I/O).
+    #[error("backup storage: {0}")]
+    Backup(#[from] trove_backup::BackupError),
 }
 
 impl GuestError {

@@ -19,6 +19,8 @@
 //! * [`agent`]: the serving loop: [`agent::Agent`] (RPC server of `guestagent.<guest_id>`
 //!   dispatching to the manager), [`agent::AgentSettings`] from the configuration, and
 //!   [`agent::run`], the entry point of the `trove-guestagent` binary.
+//! * [`backup`]: `create_backup` (hot, streamed MariaDB backups into a
+//!   [`trove_backup::BackupStore`]) and the restore `prepare` does when given `backup_info`.
 //! * [`heartbeat`]: the periodic status task (heartbeats to the conductor, automatic restart
 //!   of a crashed server with back-off).
 //!
@@ -26,6 +28,7 @@
 //! `cargo bench -p trove-guestagent --bench agent_memory`.
 
 pub mod agent;
+pub mod backup;
 pub mod error;
 pub mod heartbeat;
 mod lifecycle;

@@ -18,7 +18,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use trove_backup::StoredObject;
 
+use crate::backup::{BackupJob, RestoreInfo};
 use crate::error::{GuestError, Result};
 use crate::models::{Database, User, UserAttributes, UserPassword};
 use crate::process::ServiceUser;
@@ -58,6 +60,10 @@ pub struct PrepareRequest {
     /// anything is written there; `None` or empty uses the mount point as a plain directory.
     #[serde(default)]
     pub device_path: Option<String>,
+    /// The backup to restore into the new instance (`backup_info` of `prepare`): the server
+    /// starts from its data instead of an empty data directory.
+    #[serde(default)]
+    pub backup_info: Option<RestoreInfo>,
 }
 
 impl std::fmt::Debug for PrepareRequest {
@@ -77,6 +83,7 @@ impl std::fmt::Debug for PrepareRequest {
             )
             .field("mount_point", &self.mount_point)
             .field("device_path", &self.device_path)
+            .field("backup_info", &self.backup_info)
             .finish()
     }
 }
@@ -478,6 +485,16 @@ pub trait DatastoreManager: Send + Sync {
     /// the instance's fixed settings (address, port, paths) still apply. Takes effect on the
     /// next start.
     async fn reset_configuration(&self, config_contents: String) -> Result<()>;
+
+    /// Takes a hot backup of the running server into `job`'s store (see [`crate::backup`]).
+    /// A failure leaves no object behind.
+    async fn create_backup(&self, job: &BackupJob) -> Result<StoredObject> {
+        let _ = job;
+        Err(GuestError::NotSupported(format!(
+            "backups of {} on this guest agent",
+            self.name()
+        )))
+    }
 
     /// Replaces the base configuration and starts the server, restarting it if it runs
     /// (`start_db_with_conf_changes`).

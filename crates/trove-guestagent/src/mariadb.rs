@@ -377,6 +377,11 @@ impl MariaDbManager {
     }
 
     fn spawn_server(&self) -> Result<i32> {
+        self.spawn_server_with(&[])
+    }
+
+    /// Starts the server with extra arguments (`--init-file` after a restore).
+    fn spawn_server_with(&self, extra: &[String]) -> Result<i32> {
         let l = &self.layout;
         let mut cmd = tokio::process::Command::new(&self.binaries.mariadbd);
         cmd.arg(format!("--defaults-file={}", l.my_cnf.display()))
@@ -391,6 +396,7 @@ impl MariaDbManager {
             .arg(format!("--tmpdir={}", l.tmp_dir.display()))
             .arg("--skip-name-resolve")
             .arg("--skip-networking=0")
+            .args(extra)
             .current_dir(&l.mount);
         self.config.service_user.apply(&mut cmd);
         self.process.spawn(cmd)
@@ -530,16 +536,55 @@ impl MariaDbManager {
                 0o644,
             )?;
         }
+        let mut extra = Vec::new();
+        let init_file = l.tmp_dir.join("restore-init.sql");
+        if let Some(restore) = &req.backup_info {
+            crate::backup::mariadb_restore(
+                &self.backup_paths(),
+                restore,
+                &self.config.service_user,
+            )
+            .await?;
+            // The restored grant tables hold the source's passwords: root@localhost is reset
+            // on the first start, then secured below like a new instance (new root and
+            // os_admin passwords; the source's remote root accounts are dropped).
+            for f in [l.os_admin_cnf(), l.root_cnf()] {
+                if f.exists() {
+                    std::fs::remove_file(&f)
+                        .map_err(|e| GuestError::io(format!("removing {}", f.display()), e))?;
+                }
+            }
+            write_file(
+                &init_file,
+                b"ALTER USER 'root'@'localhost' IDENTIFIED BY '';\nFLUSH PRIVILEGES;\n",
+                0o600,
+            )?;
+            self.config.service_user.chown(&init_file)?;
+            extra.push(format!("--init-file={}", init_file.display()));
+        }
         self.install_db().await?;
         self.process.forget()?;
-        self.spawn_server()?;
+        self.spawn_server_with(&extra)?;
         if read_cnf_password(&l.os_admin_cnf()).is_none() {
             self.wait_healthy(&self.socket_options("root", None))
                 .await?;
             self.secure().await?;
         }
+        if !extra.is_empty() {
+            std::fs::remove_file(&init_file)
+                .map_err(|e| GuestError::io(format!("removing {}", init_file.display()), e))?;
+        }
         self.wait_healthy(&self.admin_options()).await?;
         Ok(())
+    }
+
+    /// The files a backup or a restore of this instance uses.
+    fn backup_paths(&self) -> crate::backup::MariaDbPaths {
+        crate::backup::MariaDbPaths {
+            data_dir: self.layout.data_dir.clone(),
+            tmp_dir: self.layout.tmp_dir.clone(),
+            os_admin_cnf: self.layout.os_admin_cnf(),
+        }
     }
 
     /// `my.cnf`: the given contents (or sizing for `memory_mb`) and the overrides directory.
@@ -722,6 +767,16 @@ impl DatastoreManager for MariaDbManager {
 
     async fn status(&self) -> ServiceStatus {
         self.status_sequence().await
+    }
+
+    async fn create_backup(
+        &self,
+        job: &crate::backup::BackupJob,
+    ) -> Result<trove_backup::StoredObject> {
+        if !matches!(self.process.liveness(), Liveness::Alive(_)) {
+            return Err(GuestError::NotRunning);
+        }
+        crate::backup::mariadb_backup(&self.backup_paths(), job).await
     }
 
     async fn create_databases(&self, databases: Vec<Database>) -> Result<()> {

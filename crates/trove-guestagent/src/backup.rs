@@ -1,0 +1,587 @@
+//! Backups of the instance's database and their restore in `prepare`.
+//!
+//! ```text
+//!  create_backup(backup_info) (cast)
+//!    │ update_backup(state=BUILDING, size=<used GB of the volume>, backup_type)
+//!    │ store from backup_info.swift_url (file://<dir>: LocalStore; Swift: not yet)
+//!    │ MariaDB: mariadb-backup --backup --stream=xbstream (os_admin over the instance's socket)
+//!    │            stdout ──> zstd ──> BackupStore::put(<container>, <id>.xbstream.zst)
+//!    │          (nothing staged on disk; the server keeps taking writes: the backup is hot)
+//!    │          success needs exit 0 and "completed OK!" at the end of the tool's log;
+//!    │          object metadata: datastore, datastore_version, compression, lsn
+//!    ├─ ok:   update_backup(state=COMPLETED, location, checksum, size, backup_type,
+//!    │        success=true); notify_end
+//!    └─ fail: the partial object is deleted; update_backup(state=FAILED, success=false);
+//!             notify_exc_info with the reason (the conductor records it as a fault)
+//!
+//!  prepare(backup_info={"id", "location", "checksum", "type"}) on MariaDB
+//!    verify the object (every segment's MD5, the whole object's checksum against the one
+//!    the backup row keeps) ──> empty datadir ──> get ──> zstd -d ──> mbstream -x -C datadir
+//!    ──> mariadb-backup --prepare ──> datadir owned by the service user ──> first start
+//!    with an init file resetting root@localhost, then the usual securing (new root and
+//!    os_admin passwords; the source's remote root accounts are dropped)
+//! ```
+//!
+//! Incremental backups (`--incremental-basedir`/`--incremental-lsn` from the parent's LSN)
+//! and PostgreSQL backups are not done yet: they end FAILED with a message saying so.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use trove_backup::compress::{zstd_compress, zstd_decompress, ZSTD};
+use trove_backup::{check_name, BackupStore, LocalStore, Metadata, StoredObject, META_COMPRESSION};
+
+use crate::error::{GuestError, Result};
+use crate::process::ServiceUser;
+
+/// Container used when `backup_info` names none (`backup_swift_container`'s default).
+pub const DEFAULT_CONTAINER: &str = "database_backups";
+
+/// Suffix of MariaDB backup objects: an xbstream compressed with zstd.
+pub const MARIADB_SUFFIX: &str = "xbstream.zst";
+
+/// Parent of an incremental backup, as `backup_info` carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentInfo {
+    /// The parent's location.
+    pub location: String,
+    /// The parent's checksum.
+    #[serde(default)]
+    pub checksum: Option<String>,
+}
+
+/// `backup_info` of `create_backup` (fields as Trove's API builds it, plus `swift_url` from
+/// the taskmanager).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupInfo {
+    /// Backup id (also the object name's stem).
+    pub id: String,
+    /// Name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Instance backed up.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// `full` or `incremental`.
+    #[serde(default = "full")]
+    pub backup_type: String,
+    /// Always null on create.
+    #[serde(default)]
+    pub checksum: Option<String>,
+    /// Parent of an incremental backup.
+    #[serde(default)]
+    pub parent: Option<ParentInfo>,
+    /// Datastore name (object metadata).
+    #[serde(default)]
+    pub datastore: Option<String>,
+    /// Datastore version name (object metadata).
+    #[serde(default)]
+    pub datastore_version: Option<String>,
+    /// `swift` or `cinder`.
+    #[serde(default)]
+    pub storage_driver: Option<String>,
+    /// Container; [`DEFAULT_CONTAINER`] when null.
+    #[serde(default)]
+    pub swift_container: Option<String>,
+    /// Base URL of the store: the user's Swift endpoint, or `file://<dir>` for the local
+    /// store of the all-in-one mode.
+    #[serde(default)]
+    pub swift_url: Option<String>,
+}
+
+fn full() -> String {
+    "full".into()
+}
+
+impl BackupInfo {
+    /// The container the object goes to.
+    pub fn container(&self) -> &str {
+        self.swift_container
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .unwrap_or(DEFAULT_CONTAINER)
+    }
+
+    /// Checks what this agent can do before anything is reported BUILDING.
+    pub fn check(&self) -> Result<()> {
+        check_name("backup id", &self.id).map_err(|e| GuestError::InvalidValue(e.to_string()))?;
+        check_name("container", self.container())
+            .map_err(|e| GuestError::InvalidValue(e.to_string()))?;
+        if self.backup_type != "full" || self.parent.is_some() {
+            return Err(GuestError::NotSupported(
+                "incremental backups on this guest agent; take a full backup".into(),
+            ));
+        }
+        if self
+            .storage_driver
+            .as_deref()
+            .is_some_and(|d| d == "cinder")
+        {
+            return Err(GuestError::NotSupported(
+                "cinder snapshot backups in the guest agent".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `backup_info` of `prepare`: the backup to restore.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreInfo {
+    /// Backup id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Where the object is.
+    pub location: String,
+    /// The checksum the backup row keeps; the object must match it.
+    #[serde(default)]
+    pub checksum: Option<String>,
+    /// Backup strategy or type, informative.
+    #[serde(default, rename = "type", alias = "backup_type")]
+    pub kind: Option<String>,
+}
+
+impl RestoreInfo {
+    /// Reads `prepare`'s `backup_info` and checks that this agent can reach its location.
+    pub fn from_value(v: serde_json::Value) -> std::result::Result<Self, String> {
+        let info: RestoreInfo = serde_json::from_value(v)
+            .map_err(|e| format!("restoring a backup: invalid backup_info: {e}"))?;
+        store_for_location(&info.location).map_err(|e| format!("restoring a backup: {e}"))?;
+        Ok(info)
+    }
+}
+
+/// The store behind `url` (`backup_info.swift_url`).
+pub fn store_for_url(url: Option<&str>) -> Result<Arc<dyn BackupStore>> {
+    match url.map(str::trim).filter(|u| !u.is_empty()) {
+        Some(u) if u.starts_with(trove_backup::FILE_SCHEME) => {
+            Ok(Arc::new(LocalStore::from_url(u)?))
+        }
+        Some(u) => Err(GuestError::NotSupported(format!(
+            "backup storage at {u}: this guest agent stores backups only in a local directory (file://)"
+        ))),
+        None => Err(GuestError::InvalidValue(
+            "backup_info has no swift_url: the guest does not know where to store the backup"
+                .into(),
+        )),
+    }
+}
+
+/// The store holding the object at `location`.
+pub fn store_for_location(location: &str) -> Result<Arc<dyn BackupStore>> {
+    if location.starts_with(trove_backup::FILE_SCHEME) {
+        Ok(Arc::new(LocalStore::for_location(location)?))
+    } else {
+        Err(GuestError::NotSupported(format!(
+            "backup location '{location}': this guest agent reads backups only from a local directory (file://)"
+        )))
+    }
+}
+
+/// One backup to take: where it goes and with which metadata.
+#[derive(Debug, Clone)]
+pub struct BackupJob {
+    /// The backup id.
+    pub id: String,
+    /// The store.
+    pub store: Arc<dyn BackupStore>,
+    /// Container.
+    pub container: String,
+    /// Object metadata (`datastore`, `datastore_version`, ...).
+    pub metadata: Metadata,
+}
+
+impl BackupJob {
+    /// The job `info` describes.
+    pub fn from_info(info: &BackupInfo) -> Result<Self> {
+        info.check()?;
+        let store = store_for_url(info.swift_url.as_deref())?;
+        let mut metadata = Metadata::new();
+        if let Some(d) = &info.datastore {
+            metadata.insert("datastore".into(), d.clone());
+        }
+        if let Some(v) = &info.datastore_version {
+            metadata.insert("datastore_version".into(), v.clone());
+        }
+        Ok(BackupJob {
+            id: info.id.clone(),
+            store,
+            container: info.container().to_owned(),
+            metadata,
+        })
+    }
+}
+
+/// Finds `program` on `PATH`.
+pub fn find_program(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin"), PathBuf::from("/usr/sbin")])
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+}
+
+fn require_program(program: &str, package: &str, what: &str) -> Result<PathBuf> {
+    find_program(program).ok_or_else(|| GuestError::Command {
+        program: program.into(),
+        detail: format!(
+            "{program} is not installed on this guest (package {package}); {what} is not possible"
+        ),
+    })
+}
+
+/// The last lines of a tool's log, and what they tell.
+#[derive(Debug, Default)]
+struct ToolLog {
+    tail: VecDeque<String>,
+    errors: Vec<String>,
+    lsn: Option<String>,
+}
+
+impl ToolLog {
+    fn completed_ok(&self) -> bool {
+        self.tail
+            .back()
+            .is_some_and(|l| l.trim_end().ends_with("completed OK!"))
+    }
+
+    fn reason(&self) -> String {
+        let lines: Vec<&str> = if self.errors.is_empty() {
+            self.tail
+                .iter()
+                .rev()
+                .take(3)
+                .rev()
+                .map(String::as_str)
+                .collect()
+        } else {
+            self.errors
+                .iter()
+                .rev()
+                .take(3)
+                .rev()
+                .map(String::as_str)
+                .collect()
+        };
+        lines.join(" | ")
+    }
+}
+
+async fn collect_log(stderr: tokio::process::ChildStderr) -> ToolLog {
+    let mut log = ToolLog::default();
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Some(rest) = line
+            .split("The latest check point (for incremental): '")
+            .nth(1)
+        {
+            log.lsn = rest.split('\'').next().map(str::to_owned);
+        }
+        if line.contains("[ERROR]") || line.contains("rror:") || line.contains("FATAL") {
+            if log.errors.len() == 20 {
+                log.errors.remove(0);
+            }
+            log.errors.push(line.clone());
+        }
+        if log.tail.len() == 20 {
+            log.tail.pop_front();
+        }
+        log.tail.push_back(line);
+    }
+    log
+}
+
+/// Where a MariaDB instance's files are, for backup and restore.
+#[derive(Debug, Clone)]
+pub struct MariaDbPaths {
+    /// The datadir.
+    pub data_dir: PathBuf,
+    /// The server's temporary directory (used by the tool for its own temporary files).
+    pub tmp_dir: PathBuf,
+    /// `os_admin.cnf`: `[client]` user, password and socket of the agent's account.
+    pub os_admin_cnf: PathBuf,
+}
+
+/// Streams a hot backup of the running MariaDB server into `job`'s store: `mariadb-backup
+/// --backup --stream=xbstream` as `os_admin` over the instance's socket, compressed with
+/// zstd on the way, nothing staged on disk. A failure leaves no object behind.
+pub async fn mariadb_backup(paths: &MariaDbPaths, job: &BackupJob) -> Result<StoredObject> {
+    let tool = require_program("mariadb-backup", "mariadb-backup", "a backup")?;
+    let object = format!("{}.{MARIADB_SUFFIX}", job.id);
+    let mut cmd = tokio::process::Command::new(&tool);
+    cmd.arg(format!("--defaults-file={}", paths.os_admin_cnf.display()))
+        .arg("--backup")
+        .arg("--stream=xbstream")
+        .arg(format!("--datadir={}", paths.data_dir.display()))
+        .arg(format!("--tmpdir={}", paths.tmp_dir.display()))
+        .arg(format!("--target-dir={}", paths.tmp_dir.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| GuestError::io("starting mariadb-backup", e))?;
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(GuestError::Command {
+            program: "mariadb-backup".into(),
+            detail: "its output could not be captured".into(),
+        });
+    };
+    let log_task = tokio::spawn(collect_log(stderr));
+    let mut metadata = job.metadata.clone();
+    metadata.insert(META_COMPRESSION.into(), ZSTD.into());
+    let mut compressed = zstd_compress(stdout);
+    let put = job
+        .store
+        .put(&job.container, &object, &mut compressed, &metadata)
+        .await;
+    drop(compressed);
+    if put.is_err() {
+        let _ = child.start_kill();
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| GuestError::io("waiting for mariadb-backup", e))?;
+    let log = log_task.await.unwrap_or_default();
+    let tool_ok = status.success() && log.completed_ok();
+    match put {
+        Ok(stored) if tool_ok => {
+            if let Some(lsn) = &log.lsn {
+                metadata.insert("lsn".into(), lsn.clone());
+                job.store.set_metadata(&stored.location, &metadata).await?;
+            }
+            Ok(stored)
+        }
+        Ok(stored) => {
+            if let Err(e) = job.store.delete(&stored.location).await {
+                tracing::warn!(error = %e, location = %stored.location, "removing the object of a failed backup failed");
+            }
+            Err(GuestError::Command {
+                program: "mariadb-backup".into(),
+                detail: format!("{status}: {}", log.reason()),
+            })
+        }
+        Err(e) if !tool_ok && !status.success() => Err(GuestError::Command {
+            program: "mariadb-backup".into(),
+            detail: format!("{status}: {} (storing: {e})", log.reason()),
+        }),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Restores the backup at `info.location` into `paths.data_dir` (which is emptied first):
+/// verified fetch, zstd decompression, `mbstream -x`, `mariadb-backup --prepare`, ownership
+/// to `owner`. The server must be stopped.
+pub async fn mariadb_restore(
+    paths: &MariaDbPaths,
+    info: &RestoreInfo,
+    owner: &ServiceUser,
+) -> Result<()> {
+    let mbstream = require_program("mbstream", "mariadb-backup", "a restore")?;
+    let tool = require_program("mariadb-backup", "mariadb-backup", "a restore")?;
+    let store = store_for_location(&info.location)?;
+    let head = store
+        .verify(&info.location, info.checksum.as_deref())
+        .await?;
+    if head.metadata.contains_key("parent_location") {
+        return Err(GuestError::NotSupported(
+            "restoring an incremental backup on this guest agent".into(),
+        ));
+    }
+    if head
+        .metadata
+        .get(META_COMPRESSION)
+        .is_some_and(|c| c != ZSTD)
+    {
+        return Err(GuestError::NotSupported(format!(
+            "backup compression {}",
+            head.metadata[META_COMPRESSION]
+        )));
+    }
+    tracing::info!(location = %info.location, size = head.size, "restoring backup");
+    empty_dir(&paths.data_dir)?;
+    let reader = store.get(&info.location, info.checksum.as_deref()).await?;
+    let mut plain = zstd_decompress(reader);
+    let mut cmd = tokio::process::Command::new(&mbstream);
+    cmd.arg("-x")
+        .arg("-C")
+        .arg(&paths.data_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| GuestError::io("starting mbstream", e))?;
+    let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
+        return Err(GuestError::Command {
+            program: "mbstream".into(),
+            detail: "its input could not be connected".into(),
+        });
+    };
+    let log_task = tokio::spawn(collect_log(stderr));
+    let copied = async {
+        tokio::io::copy(&mut plain, &mut stdin).await?;
+        stdin.shutdown().await
+    }
+    .await;
+    drop(stdin);
+    if copied.is_err() {
+        let _ = child.start_kill();
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| GuestError::io("waiting for mbstream", e))?;
+    let log = log_task.await.unwrap_or_default();
+    if let Err(e) = copied {
+        return Err(GuestError::io(
+            format!("reading backup {} into mbstream", info.location),
+            e,
+        ));
+    }
+    if !status.success() {
+        return Err(GuestError::Command {
+            program: "mbstream".into(),
+            detail: format!("{status}: {}", log.reason()),
+        });
+    }
+    let mut cmd = tokio::process::Command::new(&tool);
+    cmd.arg("--prepare")
+        .arg(format!("--target-dir={}", paths.data_dir.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| GuestError::io("starting mariadb-backup --prepare", e))?;
+    let log = match child.stderr.take() {
+        Some(s) => collect_log(s).await,
+        None => ToolLog::default(),
+    };
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| GuestError::io("waiting for mariadb-backup --prepare", e))?;
+    if !status.success() || !log.completed_ok() {
+        return Err(GuestError::Command {
+            program: "mariadb-backup --prepare".into(),
+            detail: format!("{status}: {}", log.reason()),
+        });
+    }
+    chown_tree(&paths.data_dir, owner)?;
+    tracing::info!(location = %info.location, "backup restored into the data directory");
+    Ok(())
+}
+
+/// Removes everything inside `dir` (not `dir` itself).
+fn empty_dir(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir)
+        .map_err(|e| GuestError::io(format!("reading {}", dir.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| GuestError::io(format!("reading {}", dir.display()), e))?;
+        let path = entry.path();
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        let r = if is_dir {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        r.map_err(|e| GuestError::io(format!("removing {}", path.display()), e))?;
+    }
+    Ok(())
+}
+
+/// `chown -R` to `owner` (when running as root), without following symbolic links.
+fn chown_tree(dir: &Path, owner: &ServiceUser) -> Result<()> {
+    if !owner.needs_switch() {
+        return Ok(());
+    }
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = std::fs::symlink_metadata(&p)
+            .map_err(|e| GuestError::io(format!("reading {}", p.display()), e))?;
+        if meta.file_type().is_symlink() {
+            continue;
+        }
+        owner.chown(&p)?;
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(&p)
+                .map_err(|e| GuestError::io(format!("reading {}", p.display()), e))?
+            {
+                let entry =
+                    entry.map_err(|e| GuestError::io(format!("reading {}", p.display()), e))?;
+                stack.push(entry.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn backup_info_from_the_wire() {
+        let v = json!({"id": "b1", "name": "nightly", "description": null, "instance_id": "i1",
+            "backup_type": "full", "checksum": null, "parent": null, "datastore": "mariadb",
+            "datastore_version": "10.11", "storage_driver": "swift", "swift_container": null,
+            "swift_url": "file:///var/lib/trove/backups"});
+        let info: BackupInfo = serde_json::from_value(v).unwrap();
+        assert_eq!(info.container(), DEFAULT_CONTAINER);
+        info.check().unwrap();
+        let job = BackupJob::from_info(&info).unwrap();
+        assert_eq!(job.metadata["datastore_version"], "10.11");
+        let mut inc = info.clone();
+        inc.backup_type = "incremental".into();
+        inc.parent = Some(ParentInfo {
+            location: "file:///x/c/p".into(),
+            checksum: None,
+        });
+        assert!(inc.check().unwrap_err().to_string().contains("incremental"));
+        let mut swift = info.clone();
+        swift.swift_url = Some("https://swift.example/v1/AUTH_t".into());
+        assert!(BackupJob::from_info(&swift).is_err());
+        let mut bad = info;
+        bad.id = "../x".into();
+        assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn restore_info_from_the_wire() {
+        let r = RestoreInfo::from_value(
+            json!({"id": "b1", "location": "file:///srv/b/c/b1.xbstream.zst",
+            "type": "mariabackup", "checksum": "abc"}),
+        )
+        .unwrap();
+        assert_eq!(r.checksum.as_deref(), Some("abc"));
+        let e = RestoreInfo::from_value(json!({"id": "b1", "location": "swift://x"})).unwrap_err();
+        assert!(e.starts_with("restoring a backup"), "{e}");
+    }
+
+    #[test]
+    fn tool_log_outcome() {
+        let mut log = ToolLog::default();
+        log.tail.push_back("[00] 2024-01-01 completed OK!".into());
+        assert!(log.completed_ok());
+        log.tail
+            .push_back("[ERROR] mariadb-backup: failed to connect".into());
+        log.errors
+            .push("[ERROR] mariadb-backup: failed to connect".into());
+        assert!(!log.completed_ok());
+        assert!(log.reason().contains("failed to connect"));
+    }
+}
