@@ -9,6 +9,8 @@
 //!   and removes what was made.
 //! * `delete`: `delete_instance` and the idempotent clean-up shared with failed creates.
 //! * `actions`: restart, reboot, resize volume, resize flavor.
+//! * `backup`: `create_backup` (hand the backup to the guest) and `delete_backup` (remove
+//!   the stored objects, then the row).
 //! * `recovery`: creates a stopped taskmanager left BUILDING past `usage_timeout` are
 //!   failed and cleaned; unfinished deletes run again.
 //! * [`files`]: the guest's injected files and the datastore configuration templates.
@@ -19,6 +21,7 @@
 //! not built twice.
 
 mod actions;
+mod backup;
 mod create;
 mod delete;
 pub mod error;

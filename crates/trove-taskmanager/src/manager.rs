@@ -131,6 +131,11 @@ impl TaskManager {
                 self.resize_flavor(ctx, &instance_id, old_flavor, new_flavor)
                     .await
             }
+            R::CreateBackup {
+                backup_info,
+                instance_id,
+            } => self.create_backup(ctx, backup_info, &instance_id).await,
+            R::DeleteBackup { backup_id } => self.delete_backup(ctx, &backup_id).await,
             other => {
                 tracing::error!(method = %other.method(), "this taskmanager does not run this workflow; request dropped");
             }

@@ -107,6 +107,17 @@ impl Db {
         })
     }
 
+    /// A backup, deleted or not (audits, tests).
+    pub async fn backup_get_any(&self, id: &str) -> Result<Backup, DbError> {
+        let sql = self.sql(&format!("SELECT {COLS} FROM backups WHERE id = ?"));
+        let r: Option<Backup> =
+            with_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_optional(p).await?);
+        r.ok_or_else(|| DbError::NotFound {
+            kind: "backup",
+            id: id.to_string(),
+        })
+    }
+
     /// A project's live backups (optionally of one instance), by id, paged by marker.
     pub async fn backup_list(
         &self,
