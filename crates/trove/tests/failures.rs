@@ -305,7 +305,9 @@ async fn datastore_version_without_server_binaries_fails_cleanly() {
 // 2. A guest agent that never reports.
 
 /// A guest agent program that starts (keeping its `--config-dir` arguments, by which the
-/// local driver recognises an instance's agent) and then never says anything.
+/// local driver recognises an instance's agent) and then never says anything. A program
+/// that drops its arguments (`exec sleep 3600`) is not recognised as the instance's agent
+/// by the local driver, which then cannot stop it: that process would be left running.
 fn silent_agent(dir: &Path) -> PathBuf {
     let path = dir.join("silent-guestagent");
     std::fs::write(

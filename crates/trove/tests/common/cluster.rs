@@ -62,6 +62,28 @@ impl Drop for Cluster {
             let _ = c.kill();
             let _ = c.wait();
         }
+        // The broker users of this test's instances (a create that a failing test left
+        // behind still has its guest's user).
+        let ids = Command::new("mariadb")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+                "--batch",
+                "--skip-column-names",
+            ])
+            .arg(&self.db_name)
+            .args(["-e", "SELECT id FROM instances"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for id in ids.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let _ = Command::new("curl")
+                .args(["-s", "-u", "guest:guest", "-X", "DELETE"])
+                .arg(format!("http://127.0.0.1:15672/api/users/guest-{id}"))
+                .output();
+        }
         let _ = Command::new("mariadb")
             .args(["-h", "127.0.0.1", "-u", "root", "-e"])
             .arg(format!("DROP DATABASE IF EXISTS {}", self.db_name))
