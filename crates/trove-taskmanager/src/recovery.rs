@@ -1,6 +1,7 @@
 //! Recovery of work a stopped taskmanager left: creates still BUILDING after
 //! `usage_timeout` (and not running in this taskmanager, whose own wait for the guest
-//! times out and says so) fail with a fault and their resources are removed; deletes still
+//! times out and says so) are completed when their guest is up, else fail with a fault and
+//! their resources are removed; deletes still
 //! DELETING after a while are run again (every delete step is idempotent).
 
 use std::sync::Arc;
@@ -32,6 +33,23 @@ impl TaskManager {
                 for inst in stale {
                     if self.is_creating(&inst.id) {
                         // Still waiting for its guest here: it times out by itself.
+                        continue;
+                    }
+                    if self.guest_is_up(&inst.id).await {
+                        // The guest finished; only the taskmanager that waited for it died.
+                        if self
+                            .db
+                            .instance_update_task(
+                                &inst.id,
+                                Some(TaskStatus::Building),
+                                TaskStatus::None,
+                            )
+                            .await
+                            .is_ok()
+                        {
+                            tracing::info!(instance.id = %inst.id, "create left by a stopped taskmanager: the guest is up; instance ACTIVE");
+                            handled += 1;
+                        }
                         continue;
                     }
                     tracing::warn!(instance.id = %inst.id, "create did not finish within usage_timeout; marking it failed");
@@ -66,6 +84,16 @@ impl TaskManager {
             Err(e) => tracing::error!(error = %e, "cannot look for stale deletes"),
         }
         handled
+    }
+
+    /// Whether the guest of `id` reports a running database (RUNNING or HEALTHY).
+    async fn guest_is_up(&self, id: &str) -> bool {
+        matches!(
+            self.db.service_status_get(id).await.map(|r| r.status()),
+            Ok(Some(
+                trove_db::ServiceStatus::Running | trove_db::ServiceStatus::Healthy
+            ))
+        )
     }
 
     /// Runs [`TaskManager::recover`] now and then every `period` until shutdown.

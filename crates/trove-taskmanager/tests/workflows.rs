@@ -545,3 +545,27 @@ async fn resize_volume_extends_and_records_the_size() {
         fault.message
     );
 }
+
+#[tokio::test]
+async fn recovery_completes_a_create_whose_guest_came_up_after_its_taskmanager_stopped() {
+    let s = setup(2).await;
+    let req = s.instance("i-late").await;
+    let first = s.taskmanager();
+    let run = {
+        let first = first.clone();
+        tokio::spawn(async move { first.run_request(RpcContext::new_internal(), req).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.shutdown().await;
+    run.await.unwrap();
+    // The guest reports after its taskmanager is gone.
+    s.db.service_status_update("i-late", ServiceStatus::Healthy)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(3200)).await;
+    let next = s.taskmanager();
+    assert_eq!(next.recover().await, 1);
+    assert_eq!(s.task("i-late").await, TaskStatus::None);
+    assert!(s.db.instance_fault_get("i-late").await.unwrap().is_none());
+    assert_eq!(s.cloud.count("delete_server"), 0, "{:?}", s.cloud.calls());
+}
