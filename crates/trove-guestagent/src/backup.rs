@@ -22,8 +22,10 @@
 //!    os_admin passwords; the source's remote root accounts are dropped)
 //! ```
 //!
-//! Incremental backups (`--incremental-basedir`/`--incremental-lsn` from the parent's LSN)
-//! and PostgreSQL backups are not done yet: they end FAILED with a message saying so.
+//! Incremental backups: `backup_info.parent` names the parent's location and checksum; the
+//! parent's `lsn` metadata becomes `--incremental-lsn`, and the object records
+//! `parent_location` and `parent_checksum`, by which a restore finds the chain.
+//! PostgreSQL backups are not done yet: they end FAILED with a message saying so.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -115,10 +117,23 @@ impl BackupInfo {
         check_name("backup id", &self.id).map_err(|e| GuestError::InvalidValue(e.to_string()))?;
         check_name("container", self.container())
             .map_err(|e| GuestError::InvalidValue(e.to_string()))?;
-        if self.backup_type != "full" || self.parent.is_some() {
-            return Err(GuestError::NotSupported(
-                "incremental backups on this guest agent; take a full backup".into(),
-            ));
+        match (self.backup_type.as_str(), &self.parent) {
+            ("full", None) | ("incremental", Some(_)) => {}
+            ("incremental", None) => {
+                return Err(GuestError::InvalidValue(
+                    "an incremental backup needs its parent (backup_info.parent)".into(),
+                ))
+            }
+            ("full", Some(_)) => {
+                return Err(GuestError::InvalidValue(
+                    "a full backup has no parent".into(),
+                ))
+            }
+            (other, _) => {
+                return Err(GuestError::InvalidValue(format!(
+                    "backup_type '{other}' is neither full nor incremental"
+                )))
+            }
         }
         if self
             .storage_driver
@@ -197,6 +212,8 @@ pub struct BackupJob {
     pub container: String,
     /// Object metadata (`datastore`, `datastore_version`, ...).
     pub metadata: Metadata,
+    /// The parent of an incremental backup.
+    pub parent: Option<ParentInfo>,
 }
 
 impl BackupJob {
@@ -216,6 +233,7 @@ impl BackupJob {
             store,
             container: info.container().to_owned(),
             metadata,
+            parent: info.parent.clone(),
         })
     }
 }
@@ -316,14 +334,30 @@ pub struct MariaDbPaths {
 pub async fn mariadb_backup(paths: &MariaDbPaths, job: &BackupJob) -> Result<StoredObject> {
     let tool = require_program("mariadb-backup", "mariadb-backup", "a backup")?;
     let object = format!("{}.{MARIADB_SUFFIX}", job.id);
+    let mut metadata = job.metadata.clone();
+    metadata.insert(META_COMPRESSION.into(), ZSTD.into());
+    let incremental_lsn = match &job.parent {
+        Some(parent) => {
+            let lsn = parent_lsn(parent).await?;
+            metadata.insert("parent_location".into(), parent.location.clone());
+            if let Some(c) = &parent.checksum {
+                metadata.insert("parent_checksum".into(), c.clone());
+            }
+            Some(lsn)
+        }
+        None => None,
+    };
     let mut cmd = tokio::process::Command::new(&tool);
     cmd.arg(format!("--defaults-file={}", paths.os_admin_cnf.display()))
         .arg("--backup")
         .arg("--stream=xbstream")
         .arg(format!("--datadir={}", paths.data_dir.display()))
         .arg(format!("--tmpdir={}", paths.tmp_dir.display()))
-        .arg(format!("--target-dir={}", paths.tmp_dir.display()))
-        .stdin(Stdio::null())
+        .arg(format!("--target-dir={}", paths.tmp_dir.display()));
+    if let Some(lsn) = &incremental_lsn {
+        cmd.arg(format!("--incremental-lsn={lsn}"));
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -337,8 +371,6 @@ pub async fn mariadb_backup(paths: &MariaDbPaths, job: &BackupJob) -> Result<Sto
         });
     };
     let log_task = tokio::spawn(collect_log(stderr));
-    let mut metadata = job.metadata.clone();
-    metadata.insert(META_COMPRESSION.into(), ZSTD.into());
     let mut compressed = zstd_compress(stdout);
     let put = job
         .store
@@ -379,9 +411,40 @@ pub async fn mariadb_backup(paths: &MariaDbPaths, job: &BackupJob) -> Result<Sto
     }
 }
 
-/// Restores the backup at `info.location` into `paths.data_dir` (which is emptied first):
-/// verified fetch, zstd decompression, `mbstream -x`, `mariadb-backup --prepare`, ownership
-/// to `owner`. The server must be stopped.
+/// The LSN an incremental backup starts from: the `lsn` its parent recorded. The parent must
+/// exist and carry the checksum `backup_info` names.
+async fn parent_lsn(parent: &ParentInfo) -> Result<String> {
+    let store = store_for_location(&parent.location)?;
+    let head = store.head(&parent.location).await?;
+    if let Some(expected) = parent.checksum.as_deref().filter(|c| !c.is_empty()) {
+        if !expected
+            .trim_matches('"')
+            .eq_ignore_ascii_case(&head.checksum)
+        {
+            return Err(trove_backup::BackupError::ChecksumMismatch {
+                location: parent.location.clone(),
+                expected: expected.into(),
+                actual: head.checksum,
+            }
+            .into());
+        }
+    }
+    match head.metadata.get("lsn") {
+        Some(lsn) if !lsn.is_empty() && lsn.chars().all(|c| c.is_ascii_digit()) => Ok(lsn.clone()),
+        _ => Err(GuestError::InvalidValue(format!(
+            "the parent backup {} records no log sequence number; take a full backup",
+            parent.location
+        ))),
+    }
+}
+
+/// Restores the backup at `info.location` into `paths.data_dir` (which is emptied first).
+/// An incremental backup (metadata `parent_location`) is restored with its chain, parents
+/// first: the full backup is extracted and prepared, then each incremental is extracted
+/// beside it and applied with `--incremental-dir`. Every object is verified against its
+/// checksum (the one the backup row keeps for the requested backup, the one its child
+/// records for a parent) before its bytes are used. Ownership goes to `owner` at the end.
+/// The server must be stopped.
 pub async fn mariadb_restore(
     paths: &MariaDbPaths,
     info: &RestoreInfo,
@@ -389,33 +452,97 @@ pub async fn mariadb_restore(
 ) -> Result<()> {
     let mbstream = require_program("mbstream", "mariadb-backup", "a restore")?;
     let tool = require_program("mariadb-backup", "mariadb-backup", "a restore")?;
-    let store = store_for_location(&info.location)?;
-    let head = store
-        .verify(&info.location, info.checksum.as_deref())
-        .await?;
-    if head.metadata.contains_key("parent_location") {
-        return Err(GuestError::NotSupported(
-            "restoring an incremental backup on this guest agent".into(),
-        ));
-    }
-    if head
-        .metadata
-        .get(META_COMPRESSION)
-        .is_some_and(|c| c != ZSTD)
-    {
-        return Err(GuestError::NotSupported(format!(
-            "backup compression {}",
-            head.metadata[META_COMPRESSION]
-        )));
-    }
-    tracing::info!(location = %info.location, size = head.size, "restoring backup");
+    let chain = restore_chain(info).await?;
+    tracing::info!(location = %info.location, objects = chain.len(), "restoring backup");
     empty_dir(&paths.data_dir)?;
-    let reader = store.get(&info.location, info.checksum.as_deref()).await?;
+    let inc_dir = paths.tmp_dir.join("restore-incremental");
+    for (i, link) in chain.iter().enumerate() {
+        if i == 0 {
+            extract(&mbstream, link, &paths.data_dir).await?;
+            prepare(&tool, &paths.data_dir, None).await?;
+        } else {
+            if inc_dir.exists() {
+                std::fs::remove_dir_all(&inc_dir)
+                    .map_err(|e| GuestError::io(format!("removing {}", inc_dir.display()), e))?;
+            }
+            crate::manager::mkdir(&inc_dir)?;
+            extract(&mbstream, link, &inc_dir).await?;
+            prepare(&tool, &paths.data_dir, Some(&inc_dir)).await?;
+            std::fs::remove_dir_all(&inc_dir)
+                .map_err(|e| GuestError::io(format!("removing {}", inc_dir.display()), e))?;
+        }
+    }
+    chown_tree(&paths.data_dir, owner)?;
+    tracing::info!(location = %info.location, "backup restored into the data directory");
+    Ok(())
+}
+
+/// One object of a restore chain.
+struct ChainLink {
+    store: Arc<dyn BackupStore>,
+    location: String,
+    checksum: Option<String>,
+}
+
+/// The objects to apply, full backup first.
+async fn restore_chain(info: &RestoreInfo) -> Result<Vec<ChainLink>> {
+    let mut chain = Vec::new();
+    let mut next = Some((info.location.clone(), info.checksum.clone()));
+    while let Some((location, checksum)) = next.take() {
+        if chain.len() >= MAX_CHAIN {
+            return Err(GuestError::InvalidValue(format!(
+                "backup {} has a chain of more than {MAX_CHAIN} parents",
+                info.location
+            )));
+        }
+        let store = store_for_location(&location)?;
+        let head = store.head(&location).await?;
+        if let Some(expected) = checksum.as_deref().filter(|c| !c.is_empty()) {
+            if !expected
+                .trim_matches('"')
+                .eq_ignore_ascii_case(&head.checksum)
+            {
+                return Err(trove_backup::BackupError::ChecksumMismatch {
+                    location,
+                    expected: expected.into(),
+                    actual: head.checksum,
+                }
+                .into());
+            }
+        }
+        if let Some(c) = head.metadata.get(META_COMPRESSION).filter(|c| *c != ZSTD) {
+            return Err(GuestError::NotSupported(format!(
+                "backup compression {c} (of {location})"
+            )));
+        }
+        next = head
+            .metadata
+            .get("parent_location")
+            .map(|p| (p.clone(), head.metadata.get("parent_checksum").cloned()));
+        chain.push(ChainLink {
+            store,
+            location,
+            checksum: Some(head.checksum),
+        });
+    }
+    chain.reverse();
+    Ok(chain)
+}
+
+/// Longest restore chain accepted.
+const MAX_CHAIN: usize = 100;
+
+/// Streams one verified object through zstd into `mbstream -x -C <dir>`.
+async fn extract(mbstream: &Path, link: &ChainLink, dir: &Path) -> Result<()> {
+    let reader = link
+        .store
+        .get(&link.location, link.checksum.as_deref())
+        .await?;
     let mut plain = zstd_decompress(reader);
-    let mut cmd = tokio::process::Command::new(&mbstream);
+    let mut cmd = tokio::process::Command::new(mbstream);
     cmd.arg("-x")
         .arg("-C")
-        .arg(&paths.data_dir)
+        .arg(dir)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -446,7 +573,7 @@ pub async fn mariadb_restore(
     let log = log_task.await.unwrap_or_default();
     if let Err(e) = copied {
         return Err(GuestError::io(
-            format!("reading backup {} into mbstream", info.location),
+            format!("reading backup {} into mbstream", link.location),
             e,
         ));
     }
@@ -456,10 +583,18 @@ pub async fn mariadb_restore(
             detail: format!("{status}: {}", log.reason()),
         });
     }
-    let mut cmd = tokio::process::Command::new(&tool);
+    Ok(())
+}
+
+/// `mariadb-backup --prepare` of `target`, applying `incremental` if given.
+async fn prepare(tool: &Path, target: &Path, incremental: Option<&Path>) -> Result<()> {
+    let mut cmd = tokio::process::Command::new(tool);
     cmd.arg("--prepare")
-        .arg(format!("--target-dir={}", paths.data_dir.display()))
-        .stdin(Stdio::null())
+        .arg(format!("--target-dir={}", target.display()));
+    if let Some(inc) = incremental {
+        cmd.arg(format!("--incremental-dir={}", inc.display()));
+    }
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
@@ -480,8 +615,6 @@ pub async fn mariadb_restore(
             detail: format!("{status}: {}", log.reason()),
         });
     }
-    chown_tree(&paths.data_dir, owner)?;
-    tracing::info!(location = %info.location, "backup restored into the data directory");
     Ok(())
 }
 
@@ -551,7 +684,16 @@ mod tests {
             location: "file:///x/c/p".into(),
             checksum: None,
         });
-        assert!(inc.check().unwrap_err().to_string().contains("incremental"));
+        inc.check().unwrap();
+        assert_eq!(
+            BackupJob::from_info(&inc).unwrap().parent.unwrap().location,
+            "file:///x/c/p"
+        );
+        inc.parent = None;
+        assert!(inc.check().unwrap_err().to_string().contains("parent"));
+        let mut odd = info.clone();
+        odd.backup_type = "differential".into();
+        assert!(odd.check().is_err());
         let mut swift = info.clone();
         swift.swift_url = Some("https://swift.example/v1/AUTH_t".into());
         assert!(BackupJob::from_info(&swift).is_err());

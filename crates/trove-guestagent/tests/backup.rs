@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use common::Instance;
 use serde_json::{json, Map, Value};
+use tokio::io::AsyncReadExt;
 use trove_backup::{BackupStore, LocalStore};
 use trove_guestagent::agent::AgentSettings;
 use trove_guestagent::heartbeat::RestartBackoff;
@@ -209,7 +210,9 @@ fn backup_info(id: &str, instance_id: &str, store_url: &str) -> Value {
 
 /// Full backup of a live instance while a writer keeps inserting, then a new instance
 /// restored from it has the rows (a consistent prefix of the writer's), the users and their
-/// passwords; a tampered backup is refused and a second prepare never starts on it.
+/// passwords; more writes, an incremental backup, and another new instance restored from
+/// the chain has exactly the source's rows; a tampered backup is refused and a prepare never
+/// starts a server on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
     if !can_run() {
@@ -339,7 +342,6 @@ async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
         .fetch_one(&pool)
         .await
         .unwrap();
-    pool.close().await;
 
     // A new instance from the backup.
     let dst = Guest::start(&transport, &conductor_topic).await;
@@ -382,6 +384,78 @@ async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
         format!("{users:?}").contains("app"),
         "restored users: {users:?}"
     );
+
+    // More rows, then an incremental backup on top of the full one.
+    sqlx::raw_sql("INSERT INTO t (v) VALUES ('after the full backup'); UPDATE m SET v = 'changed' WHERE k = 1; DELETE FROM t WHERE id = 1")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let (inc_rows, inc_max): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(id) FROM t")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let inc_id = uuid::Uuid::new_v4().to_string();
+    let mut inc_info = backup_info(&inc_id, &src.id, &store_url);
+    inc_info["backup_type"] = json!("incremental");
+    inc_info["parent"] = json!({"location": location, "checksum": checksum});
+    src.api.create_backup(&ctx(), inc_info).await.unwrap();
+    let u = recorder
+        .wait_backup_done(&inc_id, Duration::from_secs(300))
+        .await;
+    let inc_done = u.last().unwrap();
+    assert_eq!(inc_done["state"], "COMPLETED", "{u:?}");
+    assert_eq!(inc_done["backup_type"], "incremental");
+    let inc_location = inc_done["location"].as_str().unwrap().to_owned();
+    let inc_checksum = inc_done["checksum"].as_str().unwrap().to_owned();
+    let inc_head = store.head(&inc_location).await.unwrap();
+    assert_eq!(inc_head.metadata["parent_location"], location);
+    assert_eq!(inc_head.metadata["parent_checksum"], checksum);
+    // Really incremental: InnoDB files travel as deltas from the parent's LSN (pages not
+    // flushed yet travel in the redo log, which the restore applies).
+    let mut plain = Vec::new();
+    trove_backup::compress::zstd_decompress(store.get(&inc_location, None).await.unwrap())
+        .read_to_end(&mut plain)
+        .await
+        .unwrap();
+    assert!(
+        plain.windows(13).any(|w| w == b"ibdata1.delta"),
+        "the incremental backup holds no InnoDB delta"
+    );
+    // Restored with its chain (full, then incremental) into another new instance.
+    let dst2 = Guest::start(&transport, &conductor_topic).await;
+    let restore = json!({"id": inc_id, "location": inc_location, "checksum": inc_checksum,
+        "type": "mariabackup"});
+    dst2.api
+        .prepare(&ctx(), prepare_args(restore))
+        .await
+        .unwrap();
+    let s = recorder
+        .wait_heartbeat(
+            &dst2.id,
+            &["healthy", "failed to spawn"],
+            Duration::from_secs(300),
+        )
+        .await;
+    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
+    let pool3 = app_pool(&dst2.inst).await;
+    let (n3, max3): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(id) FROM t")
+        .fetch_one(&pool3)
+        .await
+        .unwrap();
+    assert_eq!((n3, max3), (inc_rows, inc_max));
+    let first: i64 = sqlx::query_scalar("SELECT MIN(id) FROM t")
+        .fetch_one(&pool3)
+        .await
+        .unwrap();
+    assert_eq!(first, 2);
+    let m: String = sqlx::query_scalar("SELECT v FROM m WHERE k = 1")
+        .fetch_one(&pool3)
+        .await
+        .unwrap();
+    assert_eq!(m, "changed");
+    pool3.close().await;
+    dst2.stop().await;
 
     // A tampered backup is refused before anything starts.
     let seg = store_dir
