@@ -293,6 +293,26 @@ impl ToolLog {
     }
 }
 
+/// A tool's log line without its `[00] 2024-01-01 12:00:00 ` prefix.
+fn strip_log_prefix(line: &str) -> &str {
+    let rest = match line.strip_prefix('[') {
+        Some(r) => r.split_once("] ").map_or(line, |(_, r)| r),
+        None => line,
+    };
+    let mut parts = rest.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(d), Some(t), Some(msg))
+            if d.len() == 10
+                && d.as_bytes()[4] == b'-'
+                && t.len() == 8
+                && t.as_bytes()[2] == b':' =>
+        {
+            msg
+        }
+        _ => rest,
+    }
+}
+
 async fn collect_log(stderr: tokio::process::ChildStderr) -> ToolLog {
     let mut log = ToolLog::default();
     let mut lines = tokio::io::BufReader::new(stderr).lines();
@@ -303,11 +323,15 @@ async fn collect_log(stderr: tokio::process::ChildStderr) -> ToolLog {
         {
             log.lsn = rest.split('\'').next().map(str::to_owned);
         }
-        if line.contains("[ERROR]") || line.contains("rror:") || line.contains("FATAL") {
+        let lower = line.to_ascii_lowercase();
+        if ["error", "failed", "fatal", "denied", "cannot", "can't"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
             if log.errors.len() == 20 {
                 log.errors.remove(0);
             }
-            log.errors.push(line.clone());
+            log.errors.push(strip_log_prefix(&line).to_owned());
         }
         if log.tail.len() == 20 {
             log.tail.pop_front();
@@ -725,5 +749,10 @@ mod tests {
             .push("[ERROR] mariadb-backup: failed to connect".into());
         assert!(!log.completed_ok());
         assert!(log.reason().contains("failed to connect"));
+        assert_eq!(
+            strip_log_prefix("[00] 2026-11-26 17:59:43 Failed to connect: Access denied"),
+            "Failed to connect: Access denied"
+        );
+        assert_eq!(strip_log_prefix("plain line"), "plain line");
     }
 }

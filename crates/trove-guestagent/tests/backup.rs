@@ -585,6 +585,7 @@ async fn mariadb_backup_failures_are_reported() {
         .unwrap_or_default()
         .to_owned();
     assert!(msg.contains("mariadb-backup"), "{msg}");
+    assert!(msg.contains("Access denied"), "{msg}");
     let left: Vec<_> = std::fs::read_dir(store_dir.path().join("database_backups"))
         .map(|r| r.map(|e| e.unwrap().file_name()).collect())
         .unwrap_or_default();
