@@ -71,8 +71,8 @@ pub struct BackupInfo {
     /// Instance backed up.
     #[serde(default)]
     pub instance_id: Option<String>,
-    /// `full` or `incremental`.
-    #[serde(default = "full")]
+    /// `full` or `incremental` (missing or null: `full`).
+    #[serde(default = "full", deserialize_with = "null_as_full")]
     pub backup_type: String,
     /// Always null on create.
     #[serde(default)]
@@ -100,6 +100,10 @@ pub struct BackupInfo {
 
 fn full() -> String {
     "full".into()
+}
+
+fn null_as_full<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_else(full))
 }
 
 impl BackupInfo {
@@ -721,6 +725,9 @@ mod tests {
         let mut swift = info.clone();
         swift.swift_url = Some("https://swift.example/v1/AUTH_t".into());
         assert!(BackupJob::from_info(&swift).is_err());
+        let null_type: BackupInfo =
+            serde_json::from_value(json!({"id": "b2", "backup_type": null})).unwrap();
+        assert_eq!(null_type.backup_type, "full");
         let mut bad = info;
         bad.id = "../x".into();
         assert!(bad.check().is_err());

@@ -30,6 +30,11 @@
 //! configuration overrides cannot move them. `--skip-name-resolve` is forced, so a TCP client
 //! is known by its IP address and never matches a `localhost` account.
 //!
+//! Backups and restores: `create_backup` streams `mariadb-backup --backup` as `os_admin` over
+//! the socket into the backup store; `prepare` with `backup_info` fills the datadir from the
+//! backup (chain) instead of `mariadb-install-db`, first starts the server with an init file
+//! resetting `root@localhost`, then secures it as a new instance (see [`crate::backup`]).
+//!
 //! Accounts: `root@localhost` gets a random password (saved in `root.cnf`); `os_admin@localhost`
 //! gets a random 36-character password and all privileges with grant option; anonymous users
 //! and non-local root accounts are dropped. "Enable root" creates `root@'%'`.
