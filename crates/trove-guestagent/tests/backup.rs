@@ -562,6 +562,43 @@ async fn mariadb_backup_failures_are_reported() {
         );
     }
 
+    // Two backups at once: one runs, the other is refused, as Trove refuses a second running
+    // backup of an instance.
+    let (a, b) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    g.api
+        .create_backup(&ctx(), backup_info(&a, &g.id, &store_url))
+        .await
+        .unwrap();
+    g.api
+        .create_backup(&ctx(), backup_info(&b, &g.id, &store_url))
+        .await
+        .unwrap();
+    let ua = recorder
+        .wait_backup_done(&a, Duration::from_secs(120))
+        .await;
+    let ub = recorder
+        .wait_backup_done(&b, Duration::from_secs(120))
+        .await;
+    let mut finals = [
+        ua.last().unwrap()["state"].as_str().unwrap().to_owned(),
+        ub.last().unwrap()["state"].as_str().unwrap().to_owned(),
+    ];
+    finals.sort();
+    assert_eq!(finals, ["COMPLETED", "FAILED"], "{ua:?} {ub:?}");
+    let faults = recorder.calls("notify_exc_info");
+    assert!(
+        faults.iter().any(|f| f["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("another backup of this instance is running"))),
+        "{faults:?}"
+    );
+    for dir_entry in std::fs::read_dir(store_dir.path().join("database_backups")).unwrap() {
+        std::fs::remove_file(dir_entry.unwrap().path()).unwrap();
+    }
+
     // The tool fails mid-way (its account's password no longer works): FAILED, and the
     // container holds nothing.
     let cnf = g.inst.mount().join("conf.d/os_admin.cnf");
