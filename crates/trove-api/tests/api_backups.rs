@@ -636,3 +636,75 @@ async fn policy_denials_are_403() {
         "Policy doesn't allow backup:delete to be performed."
     );
 }
+
+#[tokio::test]
+async fn restore_point_checks() {
+    let app = TestApp::start().await;
+    let seeded = app.seed().await;
+    let inst = create_instance(&app, PROJECT, "a").await;
+    let id = backup_of(&app, &inst, "full").await;
+    let create = |backup: String, size: i64| {
+        send(
+            app.v1(Method::POST, "/instances")
+                .json(&json!({"instance": {
+                    "name": "restored", "flavorRef": 2, "volume": {"size": size},
+                    "datastore": {"type": "mariadb", "version": "10.11"},
+                    "restorePoint": {"backupRef": backup}
+                }})),
+        )
+    };
+    let unknown = "7c1b2f3e-0000-4000-8000-000000000000".to_string();
+    assert_eq!(
+        create(unknown.clone(), 1).await.fault(404, "itemNotFound"),
+        format!("Backup {unknown} cannot be found.")
+    );
+    // Still running.
+    assert_eq!(
+        create(id.clone(), 1).await.fault(409, "conflict"),
+        format!(
+            "Unable to create instance because backup {id} is not completed. Actual state: NEW."
+        )
+    );
+    complete(&app, &id).await;
+    let mut b = app.db().backup_get(&id).await.unwrap();
+    b.size = Some(2.5);
+    app.db().backup_save(&b).await.unwrap();
+    assert_eq!(
+        create(id.clone(), 2).await.fault(403, "forbidden"),
+        "Backup is too large for given flavor or volume. Backup size: 2.5 GBs. Available size: 2 GBs."
+    );
+    // A backup of another datastore.
+    let pg = trove_db::new_id();
+    app.db()
+        .backup_create(&trove_db::Backup {
+            id: pg.clone(),
+            name: "pg".into(),
+            tenant_id: Some(PROJECT.into()),
+            state: "COMPLETED".into(),
+            size: Some(0.1),
+            datastore_version_id: Some(seeded.pg15.clone()),
+            ..trove_db::Backup::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        create(pg, 1).await.fault(400, "badRequest"),
+        "The datastore from which the backup was taken, postgresql, does not match the destination datastore of mariadb."
+    );
+    // Another project's backup is not visible.
+    let theirs = create_instance(&app, OTHER, "b").await;
+    let r = post_backup(
+        &app,
+        OTHER,
+        json!({"backup": {"name": "theirs", "instance": theirs}}),
+    )
+    .await;
+    let their_backup = r.json()["backup"]["id"].as_str().unwrap().to_string();
+    complete(&app, &their_backup).await;
+    create(their_backup, 1).await.fault(404, "itemNotFound");
+    // Every check passes: building from the backup is not available yet, and nothing
+    // was created.
+    let before = app.taskmanager.casts().len();
+    create(id, 3).await.fault(501, "notImplemented");
+    assert_eq!(app.taskmanager.casts().len(), before);
+}

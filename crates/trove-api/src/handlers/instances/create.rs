@@ -161,6 +161,56 @@ fn check_databases_and_users(
     Ok(())
 }
 
+/// Trove's checks of `restorePoint.backupRef` (internals-workflows §7.3): the backup
+/// exists and is visible (404), is COMPLETED or RESTORED (409), fits in the new volume
+/// (or the flavor's disk without volumes; 403) and comes from the same datastore (400).
+/// Whether its objects are still stored is checked where the storage is reached (the
+/// guest verifies each object against its checksum while restoring).
+async fn check_restore(
+    state: &AppState,
+    ctx: &RequestContext,
+    backup_id: &str,
+    ds: &Datastore,
+    volume_size: Option<i64>,
+    flavor: &Flavor,
+) -> ApiResult<trove_db::Backup> {
+    let backup = crate::handlers::backups::load_visible_backup(state, ctx, backup_id).await?;
+    if !matches!(backup.state.as_str(), "COMPLETED" | "RESTORED") {
+        return Err(ApiError::new(
+            crate::error::Fault::Conflict,
+            format!(
+                "Unable to create instance because backup {backup_id} is not completed. Actual state: {}.",
+                backup.state
+            ),
+        ));
+    }
+    let available = volume_size.unwrap_or(i64::from(flavor.disk));
+    if let Some(size) = backup.size {
+        if size > available as f64 {
+            return Err(ApiError::forbidden(format!(
+                "Backup is too large for given flavor or volume. Backup size: {size} GBs. Available size: {available} GBs."
+            )));
+        }
+    }
+    let source = match &backup.datastore_version_id {
+        Some(vid) => match state.db().datastore_version_get(vid).await {
+            Ok(v) => Some(state.db().datastore_get(&v.datastore_id).await?),
+            Err(DbError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
+    if let Some(src) = source {
+        if src.id != ds.id {
+            return Err(ApiError::bad_request(format!(
+                "The datastore from which the backup was taken, {}, does not match the destination datastore of {}.",
+                src.name, ds.name
+            )));
+        }
+    }
+    Ok(backup)
+}
+
 /// Creates an instance; answers 200 with its show view (status BUILD).
 pub async fn create(
     State(state): State<AppState>,
@@ -190,11 +240,6 @@ pub async fn create(
     if req.replica_count.is_some_and(|n| n > 1) {
         return Err(ApiError::bad_request(
             "Replica count only valid when creating replicas.",
-        ));
-    }
-    if req.backup_ref.is_some() {
-        return Err(ApiError::not_implemented(
-            "Restoring from a backup is not implemented yet.",
         ));
     }
     if req.configuration.is_some() {
@@ -269,6 +314,17 @@ pub async fn create(
             _ => {}
         }
     }
+    let restore = match &req.backup_ref {
+        Some(bid) => Some(check_restore(&state, &ctx, bid, &ds, volume_size, &flavor).await?),
+        None => None,
+    };
+    if restore.is_some() {
+        // The checks above are Trove's; building from the backup needs the taskmanager to
+        // pass the backup to the guest's `prepare`, which it does not do yet.
+        return Err(ApiError::not_implemented(
+            "Restoring from a backup is not implemented yet.",
+        ));
+    }
     let (ignore_dbs, ignore_users) = ds_opts
         .map(|o| (o.ignore_dbs.clone(), o.ignore_users.clone()))
         .unwrap_or_default();
@@ -303,7 +359,8 @@ pub async fn create(
         ..Instance::default()
     };
     row.set_task_status(TaskStatus::Building);
-    let root_password = if ds_opts.is_some_and(|o| o.root_on_create) {
+    // No root password is generated for a restore (the backup brings its own users).
+    let root_password = if restore.is_none() && ds_opts.is_some_and(|o| o.root_on_create) {
         Some(trove_common::crypto::generate_random_key())
     } else {
         None
@@ -324,7 +381,7 @@ pub async fn create(
         "datastore_manager": manager,
         "packages": version.packages.clone().filter(|p| !p.is_empty()),
         "volume_size": volume_size,
-        "backup_id": null,
+        "backup_id": restore.as_ref().map(|b| b.id.clone()),
         "availability_zone": req.availability_zone,
         "root_password": root_password,
         "nics": req.nics.iter().map(|n| {
