@@ -234,9 +234,24 @@ pub fn v1_routes() -> Vec<Route> {
             "Delete a backup",
             backups::delete,
         ),
-        todo("GET", "/backup_strategies", "List backup strategies"),
-        todo("POST", "/backup_strategies", "Create a backup strategy"),
-        todo("DELETE", "/backup_strategies", "Delete backup strategies"),
+        r(
+            "GET",
+            "/backup_strategies",
+            "List backup strategies",
+            backups::strategy_list,
+        ),
+        r(
+            "POST",
+            "/backup_strategies",
+            "Create a backup strategy",
+            backups::strategy_create,
+        ),
+        r(
+            "DELETE",
+            "/backup_strategies",
+            "Delete backup strategies",
+            backups::strategy_delete,
+        ),
         r(
             "GET",
             "/configurations",

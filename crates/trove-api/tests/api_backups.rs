@@ -708,3 +708,95 @@ async fn restore_point_checks() {
     create(id, 3).await.fault(501, "notImplemented");
     assert_eq!(app.taskmanager.casts().len(), before);
 }
+
+#[tokio::test]
+async fn backup_strategies_set_the_default_container_on_every_backend() {
+    for backend in trove_db::testing::backends() {
+        let app = TestApp::start_on(backend).await;
+        app.seed().await;
+        strategies(&app).await;
+    }
+}
+
+async fn strategies(app: &TestApp) {
+    let inst = create_instance(app, PROJECT, "a").await;
+    let other = create_instance(app, PROJECT, "b").await;
+    let post = |body: Value| send(app.v1(Method::POST, "/backup_strategies").json(&body));
+
+    let r = post(json!({"backup_strategy": {"swift_container": "project-c"}})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(
+        r.json(),
+        json!({"backup_strategy": {"project_id": PROJECT, "instance_id": "", "backend": "swift", "swift_container": "project-c"}})
+    );
+    let r = post(json!({"backup_strategy": {"instance_id": inst, "swift_container": "old"}})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    // Creating again replaces.
+    let r =
+        post(json!({"backup_strategy": {"instance_id": inst, "swift_container": "inst-c"}})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    assert_eq!(r.json()["backup_strategy"]["instance_id"], inst.as_str());
+
+    post(json!({"backup_strategy": {}}))
+        .await
+        .fault(400, "badRequest");
+    post(json!({"backup_strategy": {"swift_container": "c", "backend": "x"}}))
+        .await
+        .fault(400, "badRequest");
+    post(json!({"backup_strategy": {"swift_container": "a b"}}))
+        .await
+        .fault(400, "badRequest");
+    post(json!({"backup_strategy": {"instance_id": "7c1b2f3e-0000-4000-8000-000000000000", "swift_container": "c"}}))
+        .await
+        .fault(404, "itemNotFound");
+
+    let list = app.get("/backup_strategies").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    let all = list.json()["backup_strategies"].as_array().unwrap().clone();
+    assert_eq!(all.len(), 2);
+    let only = app
+        .get(&format!("/backup_strategies?instance_id={inst}"))
+        .await
+        .json();
+    assert_eq!(
+        only["backup_strategies"],
+        json!([{"project_id": PROJECT, "instance_id": inst, "backend": "swift", "swift_container": "inst-c"}])
+    );
+    app.get(&format!("/backup_strategies?project_id={OTHER}"))
+        .await
+        .fault(403, "forbidden");
+    let r = app
+        .get_admin(&format!("/backup_strategies?project_id={OTHER}"))
+        .await;
+    assert_eq!(r.json(), json!({"backup_strategies": []}));
+
+    // Backups take the instance's container, else the project's; the request wins.
+    backup_of(app, &inst, "x").await;
+    backup_of(app, &other, "y").await;
+    let casts = casts_of(app, "create_backup");
+    assert_eq!(casts[0]["backup_info"]["swift_container"], "inst-c");
+    assert_eq!(casts[1]["backup_info"]["swift_container"], "project-c");
+
+    let r = send(app.v1(
+        Method::DELETE,
+        &format!("/backup_strategies?instance_id={inst}"),
+    ))
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    // Deleting what is not there is fine.
+    let r = send(app.v1(
+        Method::DELETE,
+        &format!("/backup_strategies?instance_id={inst}"),
+    ))
+    .await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    send(app.v1(
+        Method::DELETE,
+        &format!("/backup_strategies?project_id={OTHER}"),
+    ))
+    .await
+    .fault(403, "forbidden");
+    let left = app.get("/backup_strategies").await.json();
+    assert_eq!(left["backup_strategies"][0]["instance_id"], "");
+    assert_eq!(left["backup_strategies"].as_array().unwrap().len(), 1);
+}

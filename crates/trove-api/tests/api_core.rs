@@ -326,8 +326,7 @@ async fn rate_limits_answer_413_with_retry_after() {
 async fn unbuilt_routes_answer_501() {
     let app = TestApp::start().await;
     for (method, path) in [
-        (Method::GET, "/backup_strategies"),
-        (Method::POST, "/backup_strategies"),
+        (Method::POST, "/clusters"),
         (Method::GET, "/clusters"),
         (Method::GET, "/modules"),
         (

@@ -6,7 +6,9 @@
 //! - [`create`]: `POST /backups` (state gate, one running backup per instance, parent
 //!   resolution, quota `backups` +1, cast `create_backup` to the taskmanager);
 //! - [`delete`]: `DELETE /backups/{id}` (children first, running backups refused until
-//!   `running_backups_expires` days, quota `backups` -1, cast `delete_backup`).
+//!   `running_backups_expires` days, quota `backups` -1, cast `delete_backup`);
+//! - [`strategy_create`], [`strategy_list`], [`strategy_delete`]: `/backup_strategies`,
+//!   the default container of a project's or an instance's backups.
 //!
 //! The API decides nothing about where backup data is stored: the taskmanager and the
 //! guest agent receive the `backup_info` built here and report back through the
@@ -530,6 +532,10 @@ pub async fn create(
         )));
     }
     let parent = resolve_parent(&state, &ctx, &req, &instance_id).await?;
+    let swift_container = match &req.swift_container {
+        Some(c) => Some(c.clone()),
+        None => strategy_container(&state, &project, &instance_id).await?,
+    };
     let storage_driver = req
         .storage_driver
         .clone()
@@ -566,7 +572,7 @@ pub async fn create(
             "datastore": ds.name,
             "datastore_version": version.name,
             "storage_driver": storage_driver,
-            "swift_container": req.swift_container,
+            "swift_container": swift_container,
         });
         match start_backup(&state, &ctx, &row, &backup_info).await {
             Ok(b) => break b,
@@ -650,6 +656,129 @@ pub async fn delete(
         .await?;
         tracing::info!(backup_id = %x.id, "backup delete requested");
     }
+    Ok(empty(StatusCode::ACCEPTED))
+}
+
+/// The backup strategy object of api.md §9.6.
+fn strategy_view(s: &trove_db::backups::BackupStrategy) -> Value {
+    json!({
+        "project_id": s.tenant_id,
+        "instance_id": s.instance_id,
+        "backend": s.backend,
+        "swift_container": s.swift_container,
+    })
+}
+
+/// The project a strategy call is about: `project_id` of the query, else the caller's;
+/// another project needs an admin (403 otherwise).
+fn strategy_project(ctx: &RequestContext, params: &HashMap<String, String>) -> ApiResult<String> {
+    let project = params
+        .get("project_id")
+        .map(String::as_str)
+        .filter(|p| !p.is_empty())
+        .unwrap_or(ctx.project_id());
+    if project != ctx.project_id() && !ctx.is_admin() {
+        return Err(ApiError::forbidden(format!(
+            "Operation not allowed for tenant {project}."
+        )));
+    }
+    Ok(project.to_string())
+}
+
+/// The container of the strategy of an instance, else of its project.
+async fn strategy_container(
+    state: &AppState,
+    project: &str,
+    instance_id: &str,
+) -> ApiResult<Option<String>> {
+    for key in [instance_id, ""] {
+        let rows = state.db().backup_strategy_list(project, Some(key)).await?;
+        if let Some(c) = rows.into_iter().find_map(|s| s.swift_container) {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+/// `POST /backup_strategies`: creates or replaces; 202 with the strategy.
+pub async fn strategy_create(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    let b = envelope(&body, "backup_strategy")?;
+    let root = JsonPath::root("backup_strategy");
+    let mut errs = Errors::new();
+    crate::validation::no_additional(&mut errs, &root, b, &["instance_id", "swift_container"]);
+    let instance_id = b
+        .get("instance_id")
+        .and_then(|v| uuid(&mut errs, &root.key("instance_id"), v));
+    let container = match b.get("swift_container") {
+        None => {
+            errs.required(&root, "swift_container");
+            None
+        }
+        Some(v) => non_empty_string(&mut errs, &root.key("swift_container"), v),
+    };
+    errs.finish(())?;
+    let project = ctx.project_id().to_string();
+    ctx.authorize(&state, "backup_strategy:create", &project)?;
+    let container = container.unwrap_or_default();
+    if !shell_safe(&container) {
+        return Err(ApiError::bad_request(format!(
+            "Invalid swift_container '{container}': only letters, digits, '-', '_' and '.' are allowed."
+        )));
+    }
+    if let Some(i) = &instance_id {
+        load_visible(&state, &ctx, i).await?;
+    }
+    let s = state
+        .db()
+        .backup_strategy_set(
+            &project,
+            instance_id.as_deref().unwrap_or(""),
+            "swift",
+            &container,
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "backup_strategy": strategy_view(&s) })),
+    )
+        .into_response())
+}
+
+/// `GET /backup_strategies?instance_id=&project_id=`.
+pub async fn strategy_list(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    ctx.authorize(&state, "backup_strategy:index", ctx.project_id())?;
+    let project = strategy_project(&ctx, &params)?;
+    let instance = params
+        .get("instance_id")
+        .map(String::as_str)
+        .filter(|i| !i.is_empty());
+    let rows = state.db().backup_strategy_list(&project, instance).await?;
+    let items: Vec<Value> = rows.iter().map(strategy_view).collect();
+    Ok(Json(json!({ "backup_strategies": items })))
+}
+
+/// `DELETE /backup_strategies?instance_id=&project_id=`: 202, empty; a missing strategy
+/// is not an error.
+pub async fn strategy_delete(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    ctx.authorize(&state, "backup_strategy:delete", ctx.project_id())?;
+    let project = strategy_project(&ctx, &params)?;
+    let instance = params.get("instance_id").map(String::as_str).unwrap_or("");
+    state
+        .db()
+        .backup_strategy_delete(&project, instance)
+        .await?;
     Ok(empty(StatusCode::ACCEPTED))
 }
 

@@ -219,3 +219,112 @@ impl Db {
         Ok(())
     }
 }
+
+/// A row of `backup_strategy`: the default container of a project's (or one instance's)
+/// backups.
+#[derive(Debug, Clone, PartialEq, Default, sqlx::FromRow)]
+pub struct BackupStrategy {
+    /// UUID.
+    pub id: String,
+    /// Owning project.
+    pub tenant_id: String,
+    /// The instance, or `""` for the project-wide default.
+    pub instance_id: String,
+    /// Storage backend (`swift`).
+    pub backend: String,
+    /// Container to use.
+    pub swift_container: Option<String>,
+    /// Creation time (UTC).
+    pub created: Option<NaiveDateTime>,
+}
+
+const STRATEGY_COLS: &str = "id, tenant_id, instance_id, backend, swift_container, created";
+
+impl Db {
+    /// Creates or replaces the strategy of (`tenant_id`, `instance_id`; `""` = project-wide).
+    pub async fn backup_strategy_set(
+        &self,
+        tenant_id: &str,
+        instance_id: &str,
+        backend: &str,
+        swift_container: &str,
+    ) -> Result<BackupStrategy, DbError> {
+        let upd = self.sql(
+            "UPDATE backup_strategy SET backend = ?, swift_container = ? WHERE tenant_id = ? AND instance_id = ?",
+        );
+        let ins = self.sql(&format!(
+            "INSERT INTO backup_strategy ({STRATEGY_COLS}) VALUES (?, ?, ?, ?, ?, ?)"
+        ));
+        // A concurrent create of the same pair makes the insert fail: update then.
+        for _ in 0..3 {
+            let n = with_pool!(self, p => sqlx::query(&upd).bind(backend).bind(swift_container).bind(tenant_id).bind(instance_id).execute(p).await?.rows_affected());
+            if n == 0 {
+                let row = BackupStrategy {
+                    id: crate::db::new_id(),
+                    tenant_id: tenant_id.into(),
+                    instance_id: instance_id.into(),
+                    backend: backend.into(),
+                    swift_container: Some(swift_container.into()),
+                    created: Some(utc_now()),
+                };
+                let r = with_pool!(self, p => sqlx::query(&ins)
+                    .bind(&row.id).bind(&row.tenant_id).bind(&row.instance_id).bind(&row.backend)
+                    .bind(&row.swift_container).bind(row.created)
+                    .execute(p).await.map(|_| ()).map_err(map_unique("backup strategy", &row.id)));
+                match r {
+                    Ok(_) => return Ok(row),
+                    Err(DbError::AlreadyExists { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            if let Some(s) = self
+                .backup_strategy_list(tenant_id, Some(instance_id))
+                .await?
+                .into_iter()
+                .next()
+            {
+                return Ok(s);
+            }
+        }
+        Err(DbError::Conflict(format!(
+            "backup strategy of project {tenant_id} instance '{instance_id}' changed concurrently"
+        )))
+    }
+
+    /// A project's strategies, of one instance (`Some("")` = the project-wide one) or all.
+    pub async fn backup_strategy_list(
+        &self,
+        tenant_id: &str,
+        instance_id: Option<&str>,
+    ) -> Result<Vec<BackupStrategy>, DbError> {
+        let filter = if instance_id.is_some() {
+            " AND instance_id = ?"
+        } else {
+            ""
+        };
+        let sql = self.sql(&format!(
+            "SELECT {STRATEGY_COLS} FROM backup_strategy WHERE tenant_id = ?{filter} ORDER BY instance_id"
+        ));
+        let rows: Vec<BackupStrategy> = with_pool!(self, p => {
+            let mut q = sqlx::query_as(&sql).bind(tenant_id);
+            if let Some(i) = instance_id {
+                q = q.bind(i);
+            }
+            q.fetch_all(p).await?
+        });
+        Ok(rows)
+    }
+
+    /// Deletes the strategy of (`tenant_id`, `instance_id`); a missing one is not an error.
+    pub async fn backup_strategy_delete(
+        &self,
+        tenant_id: &str,
+        instance_id: &str,
+    ) -> Result<(), DbError> {
+        let sql = self.sql("DELETE FROM backup_strategy WHERE tenant_id = ? AND instance_id = ?");
+        with_pool!(self, p => {
+            sqlx::query(&sql).bind(tenant_id).bind(instance_id).execute(p).await?;
+        });
+        Ok(())
+    }
+}
