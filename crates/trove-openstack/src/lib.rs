@@ -42,23 +42,27 @@
 //!
 //! `cargo test -p trove-openstack` runs the unit tests (cloud-config rendering read back
 //! with a YAML parser and base64, status mapping, security group rules, options from
-//! trove.conf) and `tests/nova.rs` against a **real Nova 34** with the fake virt driver
-//! (Keystone, Placement, Glance, nova-api/conductor/scheduler/compute, private MariaDB and
-//! RabbitMQ on 127.0.0.1:29500-29510), which `scripts/nova-test-stack.sh` brings up once
-//! under `target/nova-stack` (`scripts/nova-up.sh`; about 2-3 minutes the first time) and
-//! reuses afterwards; `scripts/nova-test-stack.sh --stop` stops it. Covered there: login as
-//! the service user, create with user data / metadata / tags (the user data is read back
-//! through Nova's admin API and the files decode exactly), ACTIVE, Placement allocations,
-//! find by instance id, soft reboot, resize with confirm and with revert, refusal of an
-//! action in the wrong state, delete to 404 with nothing left in Placement, idempotent
-//! delete, a flavor too big for the host ending in ERROR with "No valid host was found",
-//! wrong credentials and an unreachable Nova.
+//! trove.conf) and two integration suites against real OpenStack services on loopback,
+//! each brought up once per test run by `scripts/nova-test-stack.sh` (`scripts/nova-up.sh`:
+//! Keystone, Placement, Glance, Nova 34 with the fake virt driver, private MariaDB and
+//! RabbitMQ) and reused while it runs; `--stop` stops one. The first bring-up takes 2-3
+//! minutes per stack (about 2 more when its virtualenv is built).
 //!
-//! **Not tested against real services:** Cinder (there is none in the test stack: volume
+//! * `tests/nova.rs` (Neutron stand-in; `target/nova-stack`, ports 29500-29510): login as
+//!   the service user, create with user data / metadata / tags (the user data is read back
+//!   through Nova's admin API and the files decode exactly), ACTIVE, Placement allocations,
+//!   find by instance id, soft reboot, resize with confirm and with revert, refusal of an
+//!   action in the wrong state, delete to 404 with nothing left in Placement, idempotent
+//!   delete, a flavor too big for the host ending in ERROR with "No valid host was found",
+//!   wrong credentials and an unreachable Nova.
+//! * `tests/neutron.rs` (real Neutron 29 with ML2/OVN; `target/nova-stack-ovn`, ports
+//!   29600-29610): security group `trove_sg-<id>` with its rules, tenant and management
+//!   ports `trove-<id>` in that group, a server booted on them showing their addresses,
+//!   release leaving no port and no group, and a failed allocation cleaning up after itself.
+//!
+//! **Not tested against real services:** Cinder (there is none in the test stacks: volume
 //! create, extend, detach-and-delete and boot with a BDMv2 volume are exercised by nobody
-//! here) and Neutron beyond the stand-in's empty answers (security groups, rules, port
-//! creation and deletion need `NEUTRON=ovn`, which the test stack does not run). Floating
-//! IPs for `access.is_public` are not created.
+//! here), `management_security_groups` and floating IPs (`access.is_public` creates none).
 
 use std::collections::BTreeMap;
 use std::fmt;
