@@ -7,11 +7,11 @@
 //!   conductor's `update_backup`. When the backup cannot be handed to the guest it is set
 //!   FAILED here, so the instance does not show BACKUP forever.
 //! * `delete_backup`: unless the backup was imported (RESTORED), its stored objects are
-//!   removed through a [`BackupObjects`] store chosen by the location's scheme; a failure
+//!   removed through a [`BackupObjects`] store chosen by the location's scheme (`file://`:
+//!   trove-backup's local directory store, segments and metadata included); a failure
 //!   sets the state DELETE_FAILED (logged). In all cases the row is then marked deleted
 //!   with its datastore version cleared, as Trove does.
 
-use std::path::{Component, PathBuf};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -30,66 +30,39 @@ pub trait BackupObjects: Send + Sync {
     async fn delete(&self, location: &str) -> Result<()>;
 }
 
-/// Backups kept as files on a local directory (the all-in-one mode): location
-/// `file://<absolute path>`; the path is a file, or a directory holding the backup's
-/// pieces.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct LocalDirectory;
-
-/// The absolute path of a `file://` location; refuses relative paths and `..`.
-fn file_path(location: &str) -> Result<PathBuf> {
-    let rest = location.strip_prefix("file://").ok_or_else(|| {
-        TaskError::Invalid(format!("backup location '{location}' is not a file:// URL"))
-    })?;
-    let path = PathBuf::from(rest);
-    if !path.is_absolute() || path.components().any(|c| matches!(c, Component::ParentDir)) {
-        return Err(TaskError::Invalid(format!(
-            "backup location '{location}' must name an absolute path without '..'"
-        )));
-    }
-    Ok(path)
-}
+/// A [`trove_backup::BackupStore`] seen as [`BackupObjects`]: deleting removes the object,
+/// its segments and its metadata; an object already gone is not an error.
+#[derive(Debug)]
+struct StoreObjects(Box<dyn trove_backup::BackupStore>);
 
 #[async_trait]
-impl BackupObjects for LocalDirectory {
+impl BackupObjects for StoreObjects {
     async fn delete(&self, location: &str) -> Result<()> {
-        let path = file_path(location)?;
-        let meta = match tokio::fs::symlink_metadata(&path).await {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::info!(location, "backup object already absent");
-                return Ok(());
+        match self.0.delete(location).await {
+            Ok(()) => Ok(()),
+            Err(trove_backup::BackupError::NotFound(what)) => {
+                tracing::info!(location, what = %what, "backup object already absent");
+                Ok(())
             }
-            Err(e) => {
-                return Err(TaskError::Service(format!(
-                    "cannot read backup object {}: {e}",
-                    path.display()
-                )))
-            }
-        };
-        let removed = if meta.is_dir() {
-            tokio::fs::remove_dir_all(&path).await
-        } else {
-            tokio::fs::remove_file(&path).await
-        };
-        removed.map_err(|e| {
-            TaskError::Service(format!(
-                "cannot delete backup object {}: {e}",
-                path.display()
-            ))
-        })
+            Err(e) => Err(TaskError::Service(format!(
+                "cannot delete the backup object at {location}: {e}"
+            ))),
+        }
     }
 }
 
-/// The store that can delete objects at `location`, by its scheme.
+/// The store that can delete objects at `location`, by its scheme: `file://` locations
+/// are objects of a local directory store (the all-in-one mode).
 pub(crate) fn objects_for(location: &str) -> Result<Box<dyn BackupObjects>> {
-    let scheme = location.split_once("://").map(|(s, _)| s).unwrap_or("");
-    match scheme {
-        "file" => Ok(Box::new(LocalDirectory)),
-        other => Err(TaskError::Invalid(format!(
-            "no backup store of this taskmanager can delete objects at '{other}' locations"
-        ))),
+    if location.starts_with(trove_backup::FILE_SCHEME) {
+        let store = trove_backup::LocalStore::for_location(location)
+            .map_err(|e| TaskError::Invalid(format!("backup location '{location}': {e}")))?;
+        return Ok(Box::new(StoreObjects(Box::new(store))));
     }
+    let scheme = location.split_once("://").map(|(s, _)| s).unwrap_or("");
+    Err(TaskError::Invalid(format!(
+        "no backup store of this taskmanager can delete objects at '{scheme}' locations"
+    )))
 }
 
 /// The public object-store endpoint of a Keystone service catalog (v3 `endpoints` with
@@ -280,19 +253,10 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn file_locations_must_be_absolute_without_parent_steps() {
-        assert_eq!(
-            file_path("file:///var/lib/trove/backups/b1.xbstream.zst").unwrap(),
-            PathBuf::from("/var/lib/trove/backups/b1.xbstream.zst")
-        );
-        assert!(file_path("file://relative/b1").is_err());
-        assert!(file_path("file:///var/lib/../../etc/passwd").is_err());
-        assert!(file_path("https://swift.example.org/v1/AUTH_p/c/b1").is_err());
-    }
-
-    #[test]
     fn stores_are_chosen_by_scheme() {
-        assert!(objects_for("file:///x").is_ok());
+        assert!(objects_for("file:///var/lib/trove/backups/c/b1.xbstream.zst").is_ok());
+        assert!(objects_for("file://relative/c/b1").is_err());
+        assert!(objects_for("file:///var/../etc/c/b1").is_err());
         let e = objects_for("https://swift.example.org/v1/AUTH_p/c/b1")
             .err()
             .unwrap();

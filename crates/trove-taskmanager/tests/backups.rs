@@ -2,7 +2,7 @@
 //! a fake guest agent served on the in-memory transport: `create_backup` casts the guest
 //! with the `backup_info` (plus `swift_url` from the service catalog), and a backup that
 //! cannot be handed to a guest ends FAILED; `delete_backup` removes a file-backed object
-//! and the row, leaves a row it cannot clean DELETE_FAILED and deleted, and never touches
+//! (with its segments and metadata, through trove-backup's local store) and the row, leaves a row it cannot clean DELETE_FAILED and deleted, and never touches
 //! imported (RESTORED) objects. No cloud call is made by either.
 
 use std::sync::{Arc, Mutex};
@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
+use trove_backup::{BackupStore, LocalStore};
 use trove_compute::{
     ComputeDriver, DriverError, FlavorSpec, NetworkDriver, NetworkRequest, Port, Server,
     ServerRequest, Volume, VolumeDriver, VolumeRequest,
@@ -306,31 +307,45 @@ async fn a_backup_that_cannot_reach_a_guest_ends_failed() {
     assert!(guest.0.lock().unwrap().is_empty());
 }
 
+/// Stores `data` as `object` in the local store under `root` (segments of 4 bytes).
+async fn put(root: &std::path::Path, object: &str, data: &[u8]) -> String {
+    let store = LocalStore::new(root).unwrap().with_segment_size(4);
+    let mut reader = data;
+    store
+        .put("database_backups", object, &mut reader, &Default::default())
+        .await
+        .unwrap()
+        .location
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files_under(&p));
+        } else {
+            out.push(p.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    out.sort();
+    out
+}
+
 #[tokio::test]
-async fn delete_backup_removes_the_file_and_the_row() {
+async fn delete_backup_removes_the_objects_their_segments_and_the_row() {
     let s = setup().await;
     let dir = tempfile::tempdir().unwrap();
-    let object = dir.path().join("b1.xbstream.zst");
-    std::fs::write(&object, b"backup data").unwrap();
-    let pieces = dir.path().join("b2");
-    std::fs::create_dir(&pieces).unwrap();
-    std::fs::write(pieces.join("b2_00000000"), b"segment").unwrap();
-    let keep = dir.path().join("other.xbstream.zst");
-    std::fs::write(&keep, b"another backup").unwrap();
-    s.backup(
-        "b1",
-        "i1",
-        "COMPLETED",
-        Some(format!("file://{}", object.display())),
-    )
-    .await;
-    s.backup(
-        "b2",
-        "i1",
-        "COMPLETED",
-        Some(format!("file://{}", pieces.display())),
-    )
-    .await;
+    let small = put(dir.path(), "b1.xbstream.zst", b"abc").await;
+    let large = put(dir.path(), "b2.xbstream.zst", b"several segments of data").await;
+    let keep = put(dir.path(), "b9.xbstream.zst", b"another backup").await;
+    let before = files_under(dir.path());
+    assert!(
+        before.iter().filter(|f| f.contains("b2")).count() > 2,
+        "segments and metadata of the large object: {before:?}"
+    );
+    s.backup("b1", "i1", "COMPLETED", Some(small)).await;
+    s.backup("b2", "i1", "COMPLETED", Some(large)).await;
     s.backup("b3", "i1", "FAILED", None).await;
     for id in ["b1", "b2", "b3"] {
         s.tm.run_request(
@@ -341,10 +356,22 @@ async fn delete_backup_removes_the_file_and_the_row() {
         )
         .await;
         assert!(s.row(id).await.is_none(), "{id} still live");
+        let row = s.db.backup_get_any(id).await.unwrap();
+        assert!(row.deleted, "{id}");
+        assert_eq!(row.datastore_version_id, None, "{id}");
+        assert_ne!(row.state, "DELETE_FAILED", "{id}");
     }
-    assert!(!object.exists());
-    assert!(!pieces.exists());
-    assert!(keep.exists(), "only the backup's own objects are removed");
+    let after = files_under(dir.path());
+    assert!(
+        after.iter().all(|f| f.contains("b9")),
+        "only the other backup's files are left: {after:?}"
+    );
+    assert!(!after.is_empty());
+    LocalStore::for_location(&keep)
+        .unwrap()
+        .verify(&keep, None)
+        .await
+        .unwrap();
     assert!(s.db.backup_list_all(None).await.unwrap().is_empty());
     // A redelivered delete finds nothing to do.
     s.tm.run_request(
@@ -358,18 +385,35 @@ async fn delete_backup_removes_the_file_and_the_row() {
 }
 
 #[tokio::test]
+async fn an_object_already_gone_is_not_a_failure() {
+    let s = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let loc = put(dir.path(), "b1.xbstream.zst", b"abc").await;
+    LocalStore::for_location(&loc)
+        .unwrap()
+        .delete(&loc)
+        .await
+        .unwrap();
+    s.backup("b1", "i1", "COMPLETED", Some(loc)).await;
+    s.tm.run_request(
+        RpcContext::new_internal(),
+        TaskManagerRequest::DeleteBackup {
+            backup_id: "b1".into(),
+        },
+    )
+    .await;
+    let row = s.db.backup_get_any("b1").await.unwrap();
+    assert!(row.deleted);
+    assert_eq!(row.state, "COMPLETED");
+}
+
+#[tokio::test]
 async fn objects_that_cannot_be_deleted_leave_delete_failed_and_imports_are_kept() {
     let s = setup().await;
     let dir = tempfile::tempdir().unwrap();
-    let imported = dir.path().join("imported.xbstream.zst");
-    std::fs::write(&imported, b"made elsewhere").unwrap();
-    s.backup(
-        "b-imported",
-        "i1",
-        "RESTORED",
-        Some(format!("file://{}", imported.display())),
-    )
-    .await;
+    let imported = put(dir.path(), "imported.xbstream.zst", b"made elsewhere").await;
+    s.backup("b-imported", "i1", "RESTORED", Some(imported.clone()))
+        .await;
     s.backup(
         "b-swift",
         "i1",
@@ -407,8 +451,9 @@ async fn objects_that_cannot_be_deleted_leave_delete_failed_and_imports_are_kept
         };
         assert_eq!(row.state, want, "{id}");
     }
-    assert!(
-        imported.exists(),
-        "an imported backup's object is not ours to delete"
-    );
+    LocalStore::for_location(&imported)
+        .unwrap()
+        .verify(&imported, None)
+        .await
+        .expect("an imported backup's object is not ours to delete");
 }
