@@ -729,6 +729,10 @@ opt_group! {
     /// taskmanager's own host, as a guest-agent process with a loop-mounted volume and a
     /// loopback address of its own.
     pub struct LocalDriverOpts("local_driver") {
+        compute_driver: String = "local",
+            "Where trove-taskmanager builds instances: local (this host: guest-agent \
+             processes, loop-mounted volumes, loopback addresses) or openstack (Nova, Cinder \
+             and Neutron in the service project, from [service_credentials]).";
         state_path: String = "/var/lib/trove/local",
             "Directory of the instances' volumes, configuration, logs and address leases.";
         first_address: String = "127.1.0.1",

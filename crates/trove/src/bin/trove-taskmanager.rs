@@ -3,8 +3,9 @@
 //!
 //! It connects to the control database and to RabbitMQ, serves `taskmanager_queue` on the
 //! control exchange (decrypting with `taskmanager_rpc_encr_key` when
-//! `enable_secure_rpc_messaging` is on), and builds instances with the local compute driver
-//! (`[local_driver]`): each instance's guest agent is a `trove-guestagent` process with its
+//! `enable_secure_rpc_messaging` is on), and builds instances with the compute driver
+//! `[local_driver] compute_driver` names: `openstack` (Nova, Cinder, Neutron in the service
+//! project) or, by default, `local` (`[local_driver]`): each instance's guest agent is a `trove-guestagent` process with its
 //! own RabbitMQ user (created through the broker's management API when reachable), its own
 //! loop-mounted volume and loopback address. Several taskmanagers may share the topic.
 //! SIGINT or SIGTERM stops it gracefully: no new work, running workflows end or are left
@@ -55,12 +56,29 @@ async fn serve(config: Arc<Config>) -> anyhow::Result<()> {
             &config.default.conductor_queue,
         )
     });
-    let launcher = trove::local::process_launcher(&config)?;
-    let driver = trove::local::local_driver(&config, launcher)?;
+    let drivers = match config.local_driver.compute_driver.trim() {
+        "local" | "" => {
+            let launcher = trove::local::process_launcher(&config)?;
+            trove::local::drivers(trove::local::local_driver(&config, launcher)?)
+        }
+        "openstack" => {
+            let d = trove_openstack::OpenStackDriver::from_config(&config)
+                .await
+                .context("connecting to the cloud ([service_credentials])")?;
+            trove_taskmanager::Drivers {
+                compute: Arc::new(d.clone()),
+                volumes: Arc::new(d.clone()),
+                network: Arc::new(d),
+            }
+        }
+        other => anyhow::bail!(
+            "[local_driver] compute_driver: '{other}' is not a compute driver (local, openstack)"
+        ),
+    };
     let tm = TaskManager::new(
         config.clone(),
         db.clone(),
-        trove::local::drivers(driver),
+        drivers,
         Arc::new(transport.clone()) as Arc<dyn Transport>,
         broker,
     );
