@@ -702,11 +702,14 @@ async fn restore_point_checks() {
     let their_backup = r.json()["backup"]["id"].as_str().unwrap().to_string();
     complete(&app, &their_backup).await;
     create(their_backup, 1).await.fault(404, "itemNotFound");
-    // Every check passes: building from the backup is not available yet, and nothing
-    // was created.
-    let before = app.taskmanager.casts().len();
-    create(id, 3).await.fault(501, "notImplemented");
-    assert_eq!(app.taskmanager.casts().len(), before);
+    // Every check passes: the instance is created and the taskmanager is asked to build
+    // it from the backup.
+    let r = create(id.clone(), 3).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let casts = app.taskmanager.casts();
+    let (_, method, args) = casts.last().unwrap();
+    assert_eq!(method, "create_instance");
+    assert_eq!(args["backup_id"], id.as_str());
 }
 
 #[tokio::test]

@@ -729,6 +729,9 @@ opt_group! {
     /// taskmanager's own host, as a guest-agent process with a loop-mounted volume and a
     /// loopback address of its own.
     pub struct LocalDriverOpts("local_driver") {
+        backup_path: String = "/var/lib/trove/backups",
+            "Directory that keeps backups when the request's service catalog has no object \
+             store (the all-in-one mode, noauth): the guests stream their backups there.";
         compute_driver: String = "local",
             "Where trove-taskmanager builds instances: local (this host: guest-agent \
              processes, loop-mounted volumes, loopback addresses) or openstack (Nova, Cinder \

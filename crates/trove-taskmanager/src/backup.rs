@@ -158,10 +158,16 @@ impl TaskManager {
             }
             let mut info = backup_info.clone();
             if driver == "swift" {
-                if let (Some(url), Some(m)) = (
-                    swift_url(ctx.service_catalog.as_ref(), &self.config.default.region),
-                    info.as_object_mut(),
-                ) {
+                // The user's object store; without one in the catalog (noauth, all-in-one)
+                // the local backup directory.
+                let url = swift_url(ctx.service_catalog.as_ref(), &self.config.default.region)
+                    .unwrap_or_else(|| {
+                        format!(
+                            "file://{}",
+                            self.config.local_driver.backup_path.trim_end_matches('/')
+                        )
+                    });
+                if let Some(m) = info.as_object_mut() {
                     m.insert("swift_url".into(), Value::String(url));
                 }
             }

@@ -374,7 +374,21 @@ impl TaskManager {
             .collect();
         self.db.instance_addresses_set(id, &rows).await?;
 
-        // 5. Prepare.
+        // 5. Prepare (from a backup when restoring).
+        let backup_info = match &args.backup_id {
+            Some(bid) => {
+                let b = self.db.backup_get(bid).await?;
+                let location = b.location.clone().ok_or_else(|| {
+                    TaskError::Invalid(format!("backup {bid} has no stored location"))
+                })?;
+                Some(serde_json::json!({
+                    "id": b.id, "instance_id": b.instance_id, "location": location,
+                    "type": b.backup_type, "checksum": b.checksum,
+                    "storage_driver": b.storage_driver,
+                }))
+            }
+            None => None,
+        };
         let config_contents = render_config(
             &self.config,
             &TemplateContext {
@@ -402,7 +416,7 @@ impl TaskManager {
             users: args.users.clone(),
             device_path,
             mount_point,
-            backup_info: None,
+            backup_info: backup_info.clone(),
             config_contents: Some(config_contents),
             root_password: one.root_password.clone(),
             overrides: Some(Value::Object(args.overrides.clone())),
@@ -426,7 +440,12 @@ impl TaskManager {
         }
 
         // 6. Wait for the guest.
-        let ready = step(id, "wait for guest", self.wait_for_guest(id, &server.id)).await?;
+        let ready = step(
+            id,
+            "wait for guest",
+            self.wait_for_guest(id, &server.id, backup_info.is_some()),
+        )
+        .await?;
         if !ready {
             return Ok(None);
         }
@@ -476,8 +495,19 @@ impl TaskManager {
 
     /// Polls the service status until the guest is up (`true`), the instance is gone
     /// (`false`), or an error: a failed guest, a server in ERROR, or `usage_timeout`.
-    pub(crate) async fn wait_for_guest(&self, id: &str, server_id: &str) -> Result<bool> {
-        let deadline = Instant::now() + self.settings.usage_timeout;
+    pub(crate) async fn wait_for_guest(
+        &self,
+        id: &str,
+        server_id: &str,
+        restoring: bool,
+    ) -> Result<bool> {
+        // Restoring a backup may take longer: `restore_usage_timeout`.
+        let timeout = if restoring {
+            self.settings.restore_usage_timeout
+        } else {
+            self.settings.usage_timeout
+        };
+        let deadline = Instant::now() + timeout;
         // Look often at first (a local server is up in seconds), then every usage_sleep_time.
         let mut pause = Duration::from_millis(200);
         loop {
@@ -529,8 +559,9 @@ impl TaskManager {
             }
             if Instant::now() >= deadline {
                 return Err(TaskError::Service(format!(
-                    "Timeout waiting for the guest agent: the database was not ready within usage_timeout ({} s)",
-                    self.settings.usage_timeout.as_secs()
+                    "Timeout waiting for the guest agent: the database was not ready within {} ({} s)",
+                    if restoring { "restore_usage_timeout" } else { "usage_timeout" },
+                    timeout.as_secs()
                 )));
             }
             tokio::select! {

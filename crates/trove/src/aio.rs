@@ -44,6 +44,9 @@ pub fn apply_defaults(config: &mut Config, state_dir: &Path) {
         config.database.connection =
             format!("sqlite:///{}", state_dir.join("trove.sqlite").display()).into();
     }
+    if config.local_driver.backup_path == defaults.local_driver.backup_path {
+        config.local_driver.backup_path = state_dir.join("backups").display().to_string();
+    }
     if config.local_driver.state_path == defaults.local_driver.state_path {
         config.local_driver.state_path = state_dir.join("local").display().to_string();
     }

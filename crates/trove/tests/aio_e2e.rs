@@ -378,3 +378,120 @@ async fn postgresql_instance_from_create_to_delete() {
     assert_eq!(run.quota_in_use("instances").await, 0);
     run.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn mariadb_backup_and_restore_through_the_cli() {
+    if !common::is_root() {
+        eprintln!("skipped: needs root for loop devices and mounts");
+        return;
+    }
+    if std::process::Command::new("mariadb-backup")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("mariadb-backup is not installed (scripts/ensure-services.sh installs it)");
+    }
+    let run = start("127.2.3.1").await;
+    let t = &run.tenant;
+    let version = run.version_of("mariadb").await;
+    let created = t
+        .osc_json(&[
+            "database",
+            "instance",
+            "create",
+            "src",
+            "--flavor",
+            "1",
+            "--size",
+            "1",
+            "--datastore",
+            "mariadb",
+            "--datastore-version",
+            &version,
+            "--databases",
+            "app",
+            "--users",
+            "app:Secret123",
+        ])
+        .await;
+    let src = created["id"].as_str().unwrap().to_owned();
+    let inst = t.wait_status(&src, "ACTIVE", ACTIVE_TIMEOUT).await;
+    let ip = ip_of(&inst);
+    mariadb(
+        &ip,
+        "app",
+        "Secret123",
+        "app",
+        "CREATE TABLE t (x INT); INSERT INTO t VALUES (1),(2),(3);",
+    )
+    .await
+    .expect("app writes");
+
+    let backup = t
+        .osc_json(&["database", "backup", "create", "b1", "-i", "src"])
+        .await;
+    let bid = backup["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{backup}"))
+        .to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, b) = t.get(&format!("backups/{bid}")).await;
+        match b["backup"]["status"].as_str() {
+            Some("COMPLETED") => break,
+            Some("FAILED") => panic!("backup failed: {b}"),
+            _ => {}
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup not COMPLETED: {b}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    t.wait_status(&src, "ACTIVE", ACTIVE_TIMEOUT).await;
+
+    let restored = t
+        .osc_json(&[
+            "database",
+            "instance",
+            "create",
+            "copy",
+            "--flavor",
+            "1",
+            "--size",
+            "1",
+            "--datastore",
+            "mariadb",
+            "--datastore-version",
+            &version,
+            "--backup",
+            &bid,
+        ])
+        .await;
+    let copy = restored["id"].as_str().unwrap().to_owned();
+    let inst = t.wait_status(&copy, "ACTIVE", ACTIVE_TIMEOUT).await;
+    let copy_ip = ip_of(&inst);
+    assert_ne!(copy_ip, ip);
+    let rows = mariadb(
+        &copy_ip,
+        "app",
+        "Secret123",
+        "app",
+        "SELECT COUNT(*) FROM t",
+    )
+    .await
+    .expect("the backup's user and data are in the copy");
+    assert_eq!(rows.trim(), "3");
+
+    t.osc_ok(&["database", "backup", "delete", &bid]).await;
+    t.osc_ok(&["database", "instance", "delete", "copy"]).await;
+    t.osc_ok(&["database", "instance", "delete", "src"]).await;
+    t.wait_gone(&copy, Duration::from_secs(120)).await;
+    t.wait_gone(&src, Duration::from_secs(120)).await;
+    assert_nothing_left(&run.local_state, &src, &ip);
+    assert_nothing_left(&run.local_state, &copy, &copy_ip);
+    let (_, list) = t.get("backups").await;
+    assert_eq!(list["backups"].as_array().map(Vec::len), Some(0), "{list}");
+    run.shutdown().await;
+}

@@ -318,13 +318,6 @@ pub async fn create(
         Some(bid) => Some(check_restore(&state, &ctx, bid, &ds, volume_size, &flavor).await?),
         None => None,
     };
-    if restore.is_some() {
-        // The checks above are Trove's; building from the backup needs the taskmanager to
-        // pass the backup to the guest's `prepare`, which it does not do yet.
-        return Err(ApiError::not_implemented(
-            "Restoring from a backup is not implemented yet.",
-        ));
-    }
     let (ignore_dbs, ignore_users) = ds_opts
         .map(|o| (o.ignore_dbs.clone(), o.ignore_users.clone()))
         .unwrap_or_default();
