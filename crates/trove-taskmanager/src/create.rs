@@ -508,8 +508,10 @@ impl TaskManager {
             self.settings.usage_timeout
         };
         let deadline = Instant::now() + timeout;
-        // Look often at first (a local server is up in seconds), then every usage_sleep_time.
-        let mut pause = Duration::from_millis(200);
+        // Look often during the first minute (a server on this host is up in a second or
+        // two, and each look is one indexed read), then every usage_sleep_time.
+        let started = Instant::now();
+        let fast = Duration::from_millis(250).min(self.settings.usage_sleep_time);
         loop {
             let Some(inst) = self.live_instance(id).await? else {
                 return Ok(false);
@@ -565,10 +567,9 @@ impl TaskManager {
                 )));
             }
             tokio::select! {
-                _ = tokio::time::sleep(pause) => {}
+                _ = tokio::time::sleep(if started.elapsed() < Duration::from_secs(60) { fast } else { self.settings.usage_sleep_time }) => {}
                 _ = self.cancel.cancelled() => return Err(TaskError::Interrupted),
             }
-            pause = (pause * 2).min(self.settings.usage_sleep_time);
         }
     }
 }
