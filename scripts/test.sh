@@ -23,6 +23,14 @@ scripts/client-venv.sh >/dev/null
 
 cargo fmt --all -- --check
 
+# The trove-openstack tests bring up a real Nova (and Neutron) stack once per run on
+# 127.0.0.1:29500-29610; stop them when the run ends so nothing is left holding the ports.
+stop_nova_stacks() {
+    scripts/nova-test-stack.sh --stop >/dev/null 2>&1 || true
+    NOVA_TEST_DIR=target/nova-stack-ovn scripts/nova-test-stack.sh --stop >/dev/null 2>&1 || true
+}
+trap stop_nova_stacks EXIT
+
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
 else
