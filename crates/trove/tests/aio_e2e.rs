@@ -76,6 +76,28 @@ impl Running {
         }
     }
 
+    /// `openstack database instance create NAME --flavor 1 --size 1` on the datastore's
+    /// first version, with `extra` arguments; the created instance as JSON.
+    async fn create(&self, name: &str, datastore: &str, extra: &[&str]) -> serde_json::Value {
+        let version = self.version_of(datastore).await;
+        let mut args = vec![
+            "database",
+            "instance",
+            "create",
+            name,
+            "--flavor",
+            "1",
+            "--size",
+            "1",
+            "--datastore",
+            datastore,
+            "--datastore-version",
+            &version,
+        ];
+        args.extend_from_slice(extra);
+        self.tenant.osc_json(&args).await
+    }
+
     async fn version_of(&self, datastore: &str) -> String {
         let (s, body) = self.tenant.get(&format!("datastores/{datastore}")).await;
         assert_eq!(s, 200, "{body}");
@@ -118,27 +140,13 @@ async fn mariadb_instance_from_create_to_delete() {
     }
     let run = start("127.2.0.1").await;
     let t = &run.tenant;
-    let version = run.version_of("mariadb").await;
 
-    let created = t
-        .osc_json(&[
-            "database",
-            "instance",
-            "create",
+    let created = run
+        .create(
             "db1",
-            "--flavor",
-            "1",
-            "--size",
-            "1",
-            "--datastore",
             "mariadb",
-            "--datastore-version",
-            &version,
-            "--databases",
-            "app",
-            "--users",
-            "app:Secret123",
-        ])
+            &["--databases", "app", "--users", "app:Secret123"],
+        )
         .await;
     assert_eq!(created["status"], "BUILD", "{created}");
     let id = created["id"].as_str().unwrap().to_owned();
@@ -268,27 +276,13 @@ async fn postgresql_instance_from_create_to_delete() {
     }
     let run = start("127.2.1.1").await;
     let t = &run.tenant;
-    let version = run.version_of("postgresql").await;
 
-    let created = t
-        .osc_json(&[
-            "database",
-            "instance",
-            "create",
+    let created = run
+        .create(
             "pg1",
-            "--flavor",
-            "1",
-            "--size",
-            "1",
-            "--datastore",
             "postgresql",
-            "--datastore-version",
-            &version,
-            "--databases",
-            "app",
-            "--users",
-            "app:Secret123",
-        ])
+            &["--databases", "app", "--users", "app:Secret123"],
+        )
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let inst = t.wait_status(&id, "ACTIVE", ACTIVE_TIMEOUT).await;
@@ -394,26 +388,12 @@ async fn mariadb_backup_and_restore_through_the_cli() {
     }
     let run = start("127.2.3.1").await;
     let t = &run.tenant;
-    let version = run.version_of("mariadb").await;
-    let created = t
-        .osc_json(&[
-            "database",
-            "instance",
-            "create",
+    let created = run
+        .create(
             "src",
-            "--flavor",
-            "1",
-            "--size",
-            "1",
-            "--datastore",
             "mariadb",
-            "--datastore-version",
-            &version,
-            "--databases",
-            "app",
-            "--users",
-            "app:Secret123",
-        ])
+            &["--databases", "app", "--users", "app:Secret123"],
+        )
         .await;
     let src = created["id"].as_str().unwrap().to_owned();
     let inst = t.wait_status(&src, "ACTIVE", ACTIVE_TIMEOUT).await;
@@ -451,24 +431,7 @@ async fn mariadb_backup_and_restore_through_the_cli() {
     }
     t.wait_status(&src, "ACTIVE", ACTIVE_TIMEOUT).await;
 
-    let restored = t
-        .osc_json(&[
-            "database",
-            "instance",
-            "create",
-            "copy",
-            "--flavor",
-            "1",
-            "--size",
-            "1",
-            "--datastore",
-            "mariadb",
-            "--datastore-version",
-            &version,
-            "--backup",
-            &bid,
-        ])
-        .await;
+    let restored = run.create("copy", "mariadb", &["--backup", &bid]).await;
     let copy = restored["id"].as_str().unwrap().to_owned();
     let inst = t.wait_status(&copy, "ACTIVE", ACTIVE_TIMEOUT).await;
     let copy_ip = ip_of(&inst);
