@@ -89,6 +89,18 @@ pub use compute::map_server_status;
 /// How long one API request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How often the first Keystone login is tried when Keystone fails transiently.
+const LOGIN_ATTEMPTS: u32 = 4;
+
+/// Whether a failed login may succeed when tried again: Keystone's 5xx, a broken connection
+/// or a timeout; never a refused password or a bad request.
+fn login_error_is_transient(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::InternalServerError | ErrorKind::ProtocolError | ErrorKind::OperationTimedOut
+    )
+}
+
 /// `[service_credentials]`: the Trove service user, whose project holds every resource.
 #[derive(Clone)]
 pub struct Credentials {
@@ -301,24 +313,44 @@ impl OpenStackDriver {
             Some(id) => IdOrName::Id(id.clone()),
             None => IdOrName::Name(c.project_name.clone()),
         };
-        let auth = Password::new(
-            &c.auth_url,
-            c.username.clone(),
-            c.password.clone(),
-            c.user_domain_name.clone(),
-        )
-        .map_err(|e| DriverError::Invalid(format!("[service_credentials]: {e}")))?
-        .with_project_scope(project, IdOrName::Name(c.project_domain_name.clone()));
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
             .map_err(|e| DriverError::Api(format!("cannot build the HTTP client: {e}")))?;
-        let mut session = Session::new_with_client(client, auth).await.map_err(|e| {
-            DriverError::Api(format!(
-                "cannot authenticate to Keystone at {} as {}: {e}",
-                c.auth_url, c.username
-            ))
-        })?;
+        // Keystone behind a load balancer (or merely busy) answers 5xx or drops a connection
+        // now and then; a service that gives up on its first login would not start. Such
+        // errors are tried again a few times; a refused password is not.
+        let mut attempt = 0;
+        let mut session = loop {
+            attempt += 1;
+            let auth = Password::new(
+                &c.auth_url,
+                c.username.clone(),
+                c.password.clone(),
+                c.user_domain_name.clone(),
+            )
+            .map_err(|e| DriverError::Invalid(format!("[service_credentials]: {e}")))?
+            .with_project_scope(
+                project.clone(),
+                IdOrName::Name(c.project_domain_name.clone()),
+            );
+            match Session::new_with_client(client.clone(), auth).await {
+                Ok(session) => break session,
+                Err(e) if attempt < LOGIN_ATTEMPTS && login_error_is_transient(e.kind()) => {
+                    tracing::warn!(
+                        auth_url = %c.auth_url, attempt, error = %e,
+                        "Keystone login failed; trying again"
+                    );
+                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
+                }
+                Err(e) => {
+                    return Err(DriverError::Api(format!(
+                        "cannot authenticate to Keystone at {} as {}: {e}",
+                        c.auth_url, c.username
+                    )))
+                }
+            }
+        };
         session.set_region(c.region_name.clone());
         session.set_endpoint_interface(interface_type(&opts.interface)?);
         let compute = GenericService::new(
