@@ -23,6 +23,7 @@ use trove_config::Config;
 use trove_db::Db;
 
 use crate::auth::Authenticator;
+use crate::flavors::{DbFlavors, FlavorSource};
 use crate::guest::GuestClientFactory;
 use crate::policy::Enforcer;
 use crate::ratelimit::{default_limits, Limit, RateLimiter};
@@ -42,6 +43,7 @@ struct Inner {
     authenticator: Arc<dyn Authenticator>,
     taskmanager: Option<Arc<dyn TaskManagerClient>>,
     guests: Option<Arc<dyn GuestClientFactory>>,
+    flavors: Arc<dyn FlavorSource>,
     /// Per-project request counters (in memory, per process).
     limiter: RateLimiter,
 }
@@ -81,6 +83,11 @@ impl AppState {
     pub fn guests(&self) -> Option<&dyn GuestClientFactory> {
         self.inner.guests.as_deref()
     }
+
+    /// The flavor catalog (see [`ApiAppBuilder::flavors`]).
+    pub fn flavors(&self) -> &dyn FlavorSource {
+        &*self.inner.flavors
+    }
 }
 
 /// Entry point of the API; see [`ApiApp::builder`].
@@ -103,6 +110,7 @@ impl ApiApp {
         let limits = default_limits(&config);
         ApiAppBuilder {
             config,
+            flavors: Arc::new(DbFlavors(db.clone())),
             db,
             enforcer,
             authenticator,
@@ -123,6 +131,7 @@ pub struct ApiAppBuilder {
     authenticator: Arc<dyn Authenticator>,
     taskmanager: Option<Arc<dyn TaskManagerClient>>,
     guests: Option<Arc<dyn GuestClientFactory>>,
+    flavors: Arc<dyn FlavorSource>,
     body_limit: usize,
     limits: Vec<Limit>,
 }
@@ -149,6 +158,13 @@ impl ApiAppBuilder {
         self
     }
 
+    /// Where flavors come from (default: the control database's `flavors` table; with the
+    /// OpenStack compute driver, the cloud's compute service).
+    pub fn flavors(mut self, flavors: Arc<dyn FlavorSource>) -> Self {
+        self.flavors = flavors;
+        self
+    }
+
     /// The shared state the router will use.
     pub fn state(&self) -> AppState {
         AppState {
@@ -159,6 +175,7 @@ impl ApiAppBuilder {
                 authenticator: self.authenticator.clone(),
                 taskmanager: self.taskmanager.clone(),
                 guests: self.guests.clone(),
+                flavors: self.flavors.clone(),
                 limiter: RateLimiter::new(self.limits.clone()),
             }),
         }

@@ -65,6 +65,7 @@ pub mod auth;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod flavors;
 pub mod guest;
 pub mod handlers;
 pub mod instances;

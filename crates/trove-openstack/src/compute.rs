@@ -234,6 +234,53 @@ pub(crate) fn server_body(
     Ok(json!({ "server": server }))
 }
 
+/// A Nova flavor (`GET /flavors/detail` entry) as a [`FlavorSpec`].
+pub(crate) fn flavor_spec(f: &Value) -> Option<FlavorSpec> {
+    let int = |k: &str| f.get(k).and_then(Value::as_i64).unwrap_or(0);
+    Some(FlavorSpec {
+        id: f.get("id").and_then(Value::as_str)?.to_owned(),
+        name: f
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        ram_mb: int("ram"),
+        vcpus: int("vcpus"),
+        disk_gb: int("disk"),
+        ephemeral_gb: f
+            .get("OS-FLV-EXT-DATA:ephemeral")
+            .or_else(|| f.get("ephemeral"))
+            .and_then(Value::as_i64)
+            .unwrap_or(0),
+    })
+}
+
+impl OpenStackDriver {
+    /// The flavors Nova offers the service project (public ones and those shared with it),
+    /// the catalog tenants choose from when instances run on Nova.
+    pub async fn flavors(&self) -> Result<Vec<FlavorSpec>> {
+        let v = self
+            .nova(Method::GET, &["flavors", "detail"], &[], None)
+            .await
+            .map_err(|e| e.into_driver("listing Nova flavors"))?;
+        Ok(v.get("flavors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(flavor_spec)
+            .collect())
+    }
+
+    /// Nova's flavor `id`; `None` when Nova has none of that id.
+    pub async fn flavor(&self, id: &str) -> Result<Option<FlavorSpec>> {
+        match self.nova(Method::GET, &["flavors", id], &[], None).await {
+            Ok(v) => Ok(v.get("flavor").and_then(flavor_spec)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.into_driver(&format!("Nova show of flavor {id}"))),
+        }
+    }
+}
+
 impl OpenStackDriver {
     async fn list_servers(&self, query: &[(&str, String)]) -> Result<Vec<Value>> {
         let v = self

@@ -266,7 +266,15 @@ impl Aio {
 
     /// The API router on this process's transport.
     pub fn router(&self, config: Arc<Config>) -> anyhow::Result<axum::Router> {
-        crate::api_router(config, self.db.clone(), self.transport.clone(), None)
+        // The all-in-one mode runs the local driver: flavors are the control database's.
+        let flavors = Arc::new(trove_api::flavors::DbFlavors(self.db.clone()));
+        crate::api_router(
+            config,
+            self.db.clone(),
+            self.transport.clone(),
+            flavors,
+            None,
+        )
     }
 
     /// Stops taskmanager, guest agents and conductor (the database servers of the

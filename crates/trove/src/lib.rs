@@ -18,6 +18,7 @@ use trove_rpc::api::taskmanager::TaskManagerApi;
 use trove_rpc::Transport;
 
 pub mod aio;
+pub mod flavors;
 pub mod local;
 
 /// Starts logging to standard error. `RUST_LOG` refines the filter; without it the level is
@@ -172,11 +173,13 @@ pub fn api_listen_address(config: &Config) -> SocketAddr {
 }
 
 /// The API's router: policy (`[oslo_policy] policy_file`, relative to `base_dir`),
-/// authentication (`auth_strategy`), taskmanager casts and guest calls over `transport`.
+/// authentication (`auth_strategy`), taskmanager casts and guest calls over `transport`,
+/// flavors from `flavors` (see [`flavors::flavor_source`]).
 pub fn api_router(
     config: Arc<Config>,
     db: trove_db::Db,
     transport: Arc<dyn Transport>,
+    flavors: Arc<dyn trove_api::flavors::FlavorSource>,
     base_dir: Option<&Path>,
 ) -> anyhow::Result<axum::Router> {
     let policy_file = Path::new(&config.oslo_policy.policy_file);
@@ -199,5 +202,6 @@ pub fn api_router(
         Some(taskmanager),
     )
     .guests(Arc::new(RpcGuestClients::from_config(transport, &config)))
+    .flavors(flavors)
     .build())
 }

@@ -172,8 +172,10 @@ impl InProcess {
         )
         .await
         .unwrap();
+        let flavors = Arc::new(trove_api::flavors::DbFlavors(db.clone()));
         let router =
-            trove::api_router(config.clone(), db.clone(), transport.clone(), None).unwrap();
+            trove::api_router(config.clone(), db.clone(), transport.clone(), flavors, None)
+                .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, rx) = tokio::sync::oneshot::channel::<()>();

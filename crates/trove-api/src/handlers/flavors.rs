@@ -1,9 +1,9 @@
-//! `GET /flavors` and `GET /flavors/{id}` (api.md §12), from trove-db's flavors table.
+//! `GET /flavors` and `GET /flavors/{id}` (api.md §12), from the API's flavor catalog
+//! ([`crate::flavors::FlavorSource`]).
 
 use axum::extract::{Path, State};
 use axum::Json;
 use serde_json::{json, Value};
-use trove_db::DbError;
 
 use crate::app::AppState;
 use crate::context::RequestContext;
@@ -20,7 +20,7 @@ pub fn shows_local_storage(state: &AppState) -> bool {
 pub async fn list(State(state): State<AppState>, ctx: RequestContext) -> ApiResult<Json<Value>> {
     ctx.authorize(&state, "flavor:index", ctx.project_id())?;
     let local = shows_local_storage(&state);
-    let flavors = state.db().flavor_list().await?;
+    let flavors = state.flavors().list().await?;
     let items: Vec<Value> = flavors
         .iter()
         .map(|f| views::flavors::flavor(&ctx, f, local))
@@ -35,11 +35,11 @@ pub async fn show(
     Path((_project, id)): Path<(String, String)>,
 ) -> ApiResult<Json<Value>> {
     ctx.authorize(&state, "flavor:show", ctx.project_id())?;
-    let flavor = match state.db().flavor_get(&id).await {
-        Ok(f) => f,
-        Err(DbError::NotFound { .. }) => return Err(ApiError::resource_not_found(&id)),
-        Err(e) => return Err(e.into()),
-    };
+    let flavor = state
+        .flavors()
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::resource_not_found(&id))?;
     let local = shows_local_storage(&state);
     Ok(Json(
         json!({ "flavor": views::flavors::flavor(&ctx, &flavor, local) }),

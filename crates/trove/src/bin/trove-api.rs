@@ -55,10 +55,12 @@ async fn serve(config: Arc<Config>, base_dir: Option<std::path::PathBuf>) -> any
     )
     .await
     .context("connecting to the message broker ([DEFAULT] transport_url)")?;
+    let flavors = trove::flavors::flavor_source(&config, &db).await?;
     let router = trove::api_router(
         config.clone(),
         db.clone(),
         Arc::new(transport.clone()) as Arc<dyn Transport>,
+        flavors,
         base_dir.as_deref(),
     )?;
     let listener = tokio::net::TcpListener::bind(address)

@@ -31,8 +31,8 @@ pub async fn flavors(
         .await?;
     let local = shows_local_storage(&state);
     let items: Vec<Value> = state
-        .db()
-        .flavor_list()
+        .flavors()
+        .list()
         .await?
         .iter()
         .filter(|f| bound.is_empty() || bound.contains(&f.id))

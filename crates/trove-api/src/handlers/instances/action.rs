@@ -94,16 +94,12 @@ pub async fn action(
                     "The new flavor id must be different than the current flavor id of '{old_id}'."
                 )));
             }
-            let new = match db.flavor_get(&new_id).await {
-                Ok(f) => f,
-                Err(DbError::NotFound { .. }) => {
-                    return Err(ApiError::bad_request(format!(
-                        "Resource {new_id} cannot be found."
-                    )))
-                }
-                Err(e) => return Err(e.into()),
+            let Some(new) = state.flavors().get(&new_id).await? else {
+                return Err(ApiError::bad_request(format!(
+                    "Resource {new_id} cannot be found."
+                )));
             };
-            let old = db.flavor_get(&old_id).await.ok();
+            let old = state.flavors().get(&old_id).await.ok().flatten();
             let old_ram = old.as_ref().map(|f| f.ram).unwrap_or(0);
             let old_dict = old
                 .as_ref()

@@ -93,14 +93,10 @@ async fn resolve_flavor(
     let Some(id) = flavor_ref else {
         return Err(ApiError::bad_request("Resource None cannot be found."));
     };
-    let flavor = match state.db().flavor_get(id).await {
-        Ok(f) => f,
-        Err(DbError::NotFound { .. }) => {
-            return Err(ApiError::bad_request(format!(
-                "Resource {id} cannot be found."
-            )))
-        }
-        Err(e) => return Err(e.into()),
+    let Some(flavor) = state.flavors().get(id).await? else {
+        return Err(ApiError::bad_request(format!(
+            "Resource {id} cannot be found."
+        )));
     };
     let bound = state
         .db()

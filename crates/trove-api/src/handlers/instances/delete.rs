@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::json;
-use trove_db::{DbError, TaskStatus};
+use trove_db::TaskStatus;
 
 use super::{cast, load_visible, quota_defaults, states};
 use crate::app::AppState;
@@ -31,11 +31,7 @@ pub async fn delete(
         ));
     }
     let ram = match &inst.flavor_id {
-        Some(f) => match state.db().flavor_get(f).await {
-            Ok(fl) => fl.ram,
-            Err(DbError::NotFound { .. }) => 0,
-            Err(e) => return Err(e.into()),
-        },
+        Some(f) => state.flavors().get(f).await?.map_or(0, |fl| fl.ram),
         None => 0,
     };
     let deltas = [
