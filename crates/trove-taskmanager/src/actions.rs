@@ -235,6 +235,13 @@ impl TaskManager {
                             .confirm_resize(&sid)
                             .await
                             .map_err(|source| driver("confirm resize", source))?;
+                        // A cloud confirms in the background: the resize is done once the
+                        // server is ACTIVE again.
+                        step(id, "confirm resize", async {
+                            self.wait_server(&sid, &[ServerStatus::Active], self.settings.resize_time_out)
+                                .await
+                        })
+                        .await?;
                     }
                 }
                 Ok(())

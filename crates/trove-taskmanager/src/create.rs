@@ -359,6 +359,21 @@ impl TaskManager {
         row.compute_instance_id = Some(server.id.clone());
         row.server_status = Some(server.status.as_str().to_owned());
         self.db.instance_save(&row).await?;
+        // A cloud's server boots for a while (a local one is up at once): the guest is
+        // prepared once its server is ACTIVE, and the instance shows the server's status.
+        let server = if server.status == trove_compute::ServerStatus::Active {
+            server
+        } else {
+            let Some(active) =
+                step(id, "server active", self.wait_server_active(id, &server.id)).await?
+            else {
+                return Ok(None);
+            };
+            let mut row = self.db.instance_get(id).await?;
+            row.server_status = Some(active.status.as_str().to_owned());
+            self.db.instance_save(&row).await?;
+            active
+        };
         let mut addresses: Vec<_> = server.addresses.clone();
         if addresses.is_empty() {
             addresses = ports.iter().flat_map(|p| p.addresses.clone()).collect();
@@ -490,6 +505,61 @@ impl TaskManager {
                 }
             }
             trove_rpc::admin::GuestBrokerAccess::Shared => Some(base),
+        }
+    }
+
+    /// Polls the new server until it is ACTIVE (`None`: the instance was deleted or taken
+    /// over meanwhile); ERROR, or no ACTIVE within `usage_timeout`, fails the create with
+    /// the server's fault.
+    async fn wait_server_active(&self, id: &str, server_id: &str) -> Result<Option<Server>> {
+        let timeout = self.settings.usage_timeout;
+        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
+        loop {
+            let Some(inst) = self.live_instance(id).await? else {
+                return Ok(None);
+            };
+            if inst.task_status() != Some(TaskStatus::Building) {
+                return Ok(None);
+            }
+            match self.drivers.compute.get_server(server_id).await {
+                Ok(Some(s)) if s.status == trove_compute::ServerStatus::Active => {
+                    return Ok(Some(s))
+                }
+                Ok(Some(s)) if s.status == trove_compute::ServerStatus::Error => {
+                    return Err(TaskError::Service(format!(
+                        "Server not active, status: {}, fault message: {}",
+                        s.status,
+                        s.fault.unwrap_or_default()
+                    )))
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    return Err(TaskError::Service(format!(
+                        "Server {server_id} of the instance is gone"
+                    )))
+                }
+                Err(e) => {
+                    tracing::warn!(instance.id = id, error = %e, "cannot read the server")
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(TaskError::Service(format!(
+                    "Timeout waiting for the server to become ACTIVE within usage_timeout ({} s)",
+                    timeout.as_secs()
+                )));
+            }
+            // Every second for the first minute (a server boots in seconds to minutes),
+            // then every usage_sleep_time.
+            let pause = if started.elapsed() < Duration::from_secs(60) {
+                Duration::from_secs(1).min(self.settings.usage_sleep_time)
+            } else {
+                self.settings.usage_sleep_time
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = self.cancel.cancelled() => return Err(TaskError::Interrupted),
+            }
         }
     }
 
