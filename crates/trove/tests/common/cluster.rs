@@ -22,6 +22,9 @@ pub struct Options {
     pub extra_default: String,
     /// `[local_driver] guest_agent_program` (default: the built `trove-guestagent`).
     pub guest_agent_program: Option<PathBuf>,
+    /// More configuration appended to the services' trove.conf (whole sections; a group
+    /// named again merges with the earlier one).
+    pub extra_conf: String,
 }
 
 impl Options {
@@ -33,6 +36,7 @@ impl Options {
             usage_timeout: 300,
             extra_default: String::new(),
             guest_agent_program: None,
+            extra_conf: String::new(),
         }
     }
 }
@@ -158,7 +162,7 @@ impl Cluster {
                  guest_config = {guest_conf}\n{extra}\n\
                  [database]\nconnection = mysql+pymysql://root@127.0.0.1:3306/{db_name}?charset=utf8\n\
                  [local_driver]\nstate_path = {state}\nfirst_address = {first}\n\
-                 guest_agent_program = {agent}\n",
+                 guest_agent_program = {agent}\n{extra_conf}",
                 report = opts.report_interval,
                 usage = opts.usage_timeout,
                 extra = opts.extra_default,
@@ -166,6 +170,7 @@ impl Cluster {
                 state = state.display(),
                 first = opts.first_address,
                 agent = agent.display(),
+                extra_conf = opts.extra_conf,
             ),
         )
         .unwrap();
