@@ -251,7 +251,8 @@ pub struct OpenStackDriver {
 }
 
 struct Inner {
-    session: Session,
+    /// The session; replaced by a fresh login when a service refuses its token.
+    session: std::sync::RwLock<Session>,
     compute: GenericService,
     network: GenericService,
     volume: GenericService,
@@ -309,10 +310,6 @@ impl OpenStackDriver {
     pub async fn new(opts: OpenStackOptions) -> Result<Self, DriverError> {
         let c = &opts.credentials;
         let nova_version = parse_microversion(&opts.nova_microversion)?;
-        let project = match &c.project_id {
-            Some(id) => IdOrName::Id(id.clone()),
-            None => IdOrName::Name(c.project_name.clone()),
-        };
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -323,17 +320,7 @@ impl OpenStackDriver {
         let mut attempt = 0;
         let mut session = loop {
             attempt += 1;
-            let auth = Password::new(
-                &c.auth_url,
-                c.username.clone(),
-                c.password.clone(),
-                c.user_domain_name.clone(),
-            )
-            .map_err(|e| DriverError::Invalid(format!("[service_credentials]: {e}")))?
-            .with_project_scope(
-                project.clone(),
-                IdOrName::Name(c.project_domain_name.clone()),
-            );
+            let auth = password_auth(c)?;
             match Session::new_with_client(client.clone(), auth).await {
                 Ok(session) => break session,
                 Err(e) if attempt < LOGIN_ATTEMPTS && login_error_is_transient(e.kind()) => {
@@ -379,7 +366,7 @@ impl OpenStackDriver {
         }
         Ok(OpenStackDriver {
             inner: Arc::new(Inner {
-                session,
+                session: std::sync::RwLock::new(session),
                 compute,
                 network,
                 volume,
@@ -395,9 +382,43 @@ impl OpenStackDriver {
     }
 
     /// The authenticated session (for callers that need another OpenStack call).
-    pub fn session(&self) -> &Session {
-        &self.inner.session
+    pub fn session(&self) -> Session {
+        self.inner
+            .session
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
+
+    /// Logs in again (the next request fetches a new token): a service refused the
+    /// session's token although it had not expired (revoked, or Keystone's keys rotated).
+    fn relogin(&self) -> Result<(), DriverError> {
+        let auth = password_auth(&self.inner.opts.credentials)?;
+        let mut session = self.session();
+        session.set_auth_type(auth);
+        *self
+            .inner
+            .session
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = session;
+        Ok(())
+    }
+}
+
+/// The Keystone v3 password authentication of `c`, scoped to its project.
+fn password_auth(c: &Credentials) -> Result<Password, DriverError> {
+    let project = match &c.project_id {
+        Some(id) => IdOrName::Id(id.clone()),
+        None => IdOrName::Name(c.project_name.clone()),
+    };
+    Ok(Password::new(
+        &c.auth_url,
+        c.username.clone(),
+        c.password.clone(),
+        c.user_domain_name.clone(),
+    )
+    .map_err(|e| DriverError::Invalid(format!("[service_credentials]: {e}")))?
+    .with_project_scope(project, IdOrName::Name(c.project_domain_name.clone())))
 }
 
 /// Which service a request goes to.
@@ -450,27 +471,42 @@ impl OpenStackDriver {
             Svc::Network => inner.network,
             Svc::Volume => inner.volume,
         };
-        let mut req = inner.session.request(service, method, path);
-        if !query.is_empty() {
-            req = req.query(query);
-        }
-        if let Some(v) = microversion {
-            req = match svc {
-                Svc::Compute => req
-                    .header("OpenStack-API-Version", format!("compute {v}"))
-                    .header("X-OpenStack-Nova-API-Version", v),
-                Svc::Volume => req.header("OpenStack-API-Version", format!("volume {v}")),
-                Svc::Network => req,
-            };
-        }
-        if let Some(b) = body {
-            req = req.json(b);
-        }
         let to_err = |e: osauth::Error| CallError {
             kind: e.kind(),
             message: e.to_string(),
         };
-        let resp = req.send().await.map_err(to_err)?;
+        let mut relogged = false;
+        let resp = loop {
+            let mut req = self.session().request(service, method.clone(), path);
+            if !query.is_empty() {
+                req = req.query(query);
+            }
+            if let Some(v) = microversion {
+                req = match svc {
+                    Svc::Compute => req
+                        .header("OpenStack-API-Version", format!("compute {v}"))
+                        .header("X-OpenStack-Nova-API-Version", v),
+                    Svc::Volume => req.header("OpenStack-API-Version", format!("volume {v}")),
+                    Svc::Network => req,
+                };
+            }
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            match req.send().await {
+                Ok(resp) => break resp,
+                // The token was refused before its expiry: log in again, once.
+                Err(e) if e.kind() == ErrorKind::AuthenticationFailed && !relogged => {
+                    tracing::warn!(error = %e, "the cloud refused the service token; logging in again");
+                    relogged = true;
+                    self.relogin().map_err(|d| CallError {
+                        kind: ErrorKind::InvalidConfig,
+                        message: d.to_string(),
+                    })?;
+                }
+                Err(e) => return Err(to_err(e)),
+            }
+        };
         let text = resp.text().await.map_err(|e| CallError {
             kind: ErrorKind::ProtocolError,
             message: e.to_string(),
