@@ -94,6 +94,19 @@ impl Cloud {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
+    /// `<method> <service URL><path>` with a JSON body: the status.
+    async fn send(&self, method: reqwest::Method, url_key: &str, path: &str, body: Value) -> u16 {
+        self.http
+            .request(method, format!("{}{path}", self.env[url_key]))
+            .header("X-Auth-Token", &self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// Ports, security groups or servers still naming instance `id` (or on its server).
     async fn leftovers(&self, id: &str, server_id: &str) -> Vec<String> {
         let mut left = Vec::new();
@@ -244,6 +257,37 @@ async fn server_of(cluster: &Cluster, id: &str, timeout: Duration) -> String {
     }
 }
 
+/// The services with the OpenStack driver against the stack in `env`, the datastore
+/// versions pointing at the stack's Glance image, and the cloud's operator view.
+async fn start_on_the_cloud(env: HashMap<String, String>) -> (Cluster, Tenant, Cloud) {
+    let mut opts = Options::new("127.2.9.1");
+    opts.extra_conf = format!(
+        "[DEFAULT]\nmanagement_networks = {net}\nusage_timeout = 300\n\
+         [mariadb]\nvolume_support = false\n\
+         [local_driver]\ncompute_driver = openstack\n\
+         [service_credentials]\nauth_url = {auth}\nusername = trove\npassword = trove\n\
+         project_name = service\nregion_name = RegionOne\n",
+        net = env["NETWORK_ID"],
+        auth = env["AUTH_URL"],
+    );
+    let (cluster, t) = Cluster::start(&opts).await;
+    // The operator points the datastore versions at the guest image in Glance.
+    cluster.sql(&format!(
+        "UPDATE datastore_versions SET image_id = '{}'",
+        env["IMAGE_ID"]
+    ));
+    (cluster, t, Cloud::login(env).await)
+}
+
+/// The name of the stack's MariaDB datastore version.
+async fn mariadb_version(t: &Tenant) -> String {
+    let (_, ds) = t.get("datastores/mariadb").await;
+    ds["datastore"]["versions"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// Waits for ACTIVE after `what`; on ERROR or after 300 s panics with every log.
 async fn wait_active(t: &Tenant, cluster: &Cluster, vm: &Vm, id: &str, what: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -271,23 +315,7 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
     }
     let env = ovn_stack();
     let _broker = trove_rpc::testing::broker_lock_shared().unwrap();
-    let mut opts = Options::new("127.2.9.1");
-    opts.extra_conf = format!(
-        "[DEFAULT]\nmanagement_networks = {net}\nusage_timeout = 300\n\
-         [mariadb]\nvolume_support = false\n\
-         [local_driver]\ncompute_driver = openstack\n\
-         [service_credentials]\nauth_url = {auth}\nusername = trove\npassword = trove\n\
-         project_name = service\nregion_name = RegionOne\n",
-        net = env["NETWORK_ID"],
-        auth = env["AUTH_URL"],
-    );
-    let (cluster, t) = Cluster::start(&opts).await;
-    // The operator points the datastore version at the guest image in Glance.
-    cluster.sql(&format!(
-        "UPDATE datastore_versions SET image_id = '{}'",
-        env["IMAGE_ID"]
-    ));
-    let cloud = Cloud::login(env).await;
+    let (cluster, t, cloud) = start_on_the_cloud(env).await;
 
     // Flavors are Nova's (the stack's m1.tiny = 1 and m1.small = 2), not the control DB's.
     let flavors = t.osc_json(&["database", "flavor", "list"]).await;
@@ -305,11 +333,7 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["flavor"]["ram"], 1024, "{body}");
 
-    let (_, ds) = t.get("datastores/mariadb").await;
-    let version = ds["datastore"]["versions"][0]["name"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let version = mariadb_version(&t).await;
     let created = t
         .osc_json(&[
             "database",
@@ -406,7 +430,12 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
 
     // Delete: server, ports and security group go; the machine is gone with its server.
     let before = cloud.leftovers(&id, &server_id).await;
-    for kind in ["Nova server", "Placement", "Neutron ports", "Neutron security-groups"] {
+    for kind in [
+        "Nova server",
+        "Placement",
+        "Neutron ports",
+        "Neutron security-groups",
+    ] {
         assert!(
             before.iter().any(|l| l.starts_with(kind)),
             "{kind} of the live instance not found: {before:?}"
@@ -429,4 +458,83 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flavor_no_host_can_take_ends_in_error_with_nova_s_fault_and_nothing_left() {
+    let env = ovn_stack();
+    let _broker = trove_rpc::testing::broker_lock_shared().unwrap();
+    let (cluster, t, cloud) = start_on_the_cloud(env).await;
+    // A flavor of 900 GB of memory (within the project's quota): Nova's scheduler finds no
+    // host for it.
+    let flavor_id = format!("huge-{}", &common::cluster::uuid_like()[..8]);
+    let status = cloud
+        .send(
+            reqwest::Method::POST,
+            "COMPUTE_URL",
+            "/flavors",
+            json!({"flavor": {"name": flavor_id, "id": flavor_id, "ram": 900_000,
+                              "vcpus": 1, "disk": 1}}),
+        )
+        .await;
+    assert_eq!(status, 200, "creating the flavor");
+
+    let version = mariadb_version(&t).await;
+    let created = t
+        .osc_json(&[
+            "database",
+            "instance",
+            "create",
+            "nohost",
+            "--flavor",
+            &flavor_id,
+            "--datastore",
+            "mariadb",
+            "--datastore-version",
+            &version,
+        ])
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let server_id = server_of(&cluster, &id, Duration::from_secs(120)).await;
+    let inst = t.wait_status(&id, "ERROR", Duration::from_secs(180)).await;
+    let shown = t.osc_json(&["database", "instance", "show", &id]).await;
+    // The tenant reads Nova's reason, in the API and in the CLI.
+    let fault = inst["fault"]["message"].as_str().unwrap_or_default();
+    assert!(
+        fault.contains("No valid host"),
+        "fault: {inst}\n{}",
+        cluster.logs(&id)
+    );
+    assert!(
+        shown["fault"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No valid host"),
+        "{shown}"
+    );
+    // What the create made is gone although the instance stays (in ERROR) for the tenant.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = cloud.leftovers(&id, &server_id).await;
+        if left.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "left in the cloud: {left:?}\n{}",
+            cluster.logs(&id)
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    t.osc_ok(&["database", "instance", "delete", &id]).await;
+    t.wait_gone(&id, Duration::from_secs(120)).await;
+    let status = cloud
+        .send(
+            reqwest::Method::DELETE,
+            "COMPUTE_URL",
+            &format!("/flavors/{flavor_id}"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(status, 202, "deleting the flavor");
 }
