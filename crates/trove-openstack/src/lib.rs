@@ -183,6 +183,9 @@ pub struct OpenStackOptions {
     pub security_group_prefix: String,
     /// `trove_security_group_rule_cidr`.
     pub security_group_rule_cidr: String,
+    /// `[network] public_network_id`: where floating IPs of public instances come from
+    /// (default: the first external network).
+    pub public_network_id: Option<String>,
 }
 
 impl OpenStackOptions {
@@ -240,6 +243,11 @@ impl OpenStackOptions {
             security_groups: d.trove_security_groups_support,
             security_group_prefix: d.trove_security_group_name_prefix.clone(),
             security_group_rule_cidr: d.trove_security_group_rule_cidr.clone(),
+            public_network_id: config
+                .network
+                .public_network_id
+                .clone()
+                .filter(|n| !n.trim().is_empty()),
         }
     }
 }

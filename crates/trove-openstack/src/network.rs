@@ -146,6 +146,62 @@ impl OpenStackDriver {
         port_of(v.get("port").unwrap_or(&Value::Null))
     }
 
+    /// The network floating IPs come from: `[network] public_network_id`, else the first
+    /// external network.
+    async fn public_network(&self) -> Result<String> {
+        if let Some(id) = &self.inner.opts.public_network_id {
+            return Ok(id.clone());
+        }
+        let v = self
+            .neutron(
+                Method::GET,
+                &["networks"],
+                &[("router:external", "true".to_owned())],
+                None,
+            )
+            .await
+            .map_err(|e| e.into_driver("listing external Neutron networks"))?;
+        v.get("networks")
+            .and_then(Value::as_array)
+            .and_then(|n| n.first())
+            .and_then(|n| n.get("id"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                DriverError::Invalid(
+                    "a public instance needs a floating IP, but there is no external network \
+                     (set [network] public_network_id)"
+                        .into(),
+                )
+            })
+    }
+
+    /// A floating IP on the public network for `port_id` (the user port of a public
+    /// instance): its address, of type `public`.
+    async fn floating_ip(&self, instance_id: &str, port_id: &str) -> Result<Address> {
+        let network = self.public_network().await?;
+        let body = json!({"floatingip": {
+            "floating_network_id": network,
+            "port_id": port_id,
+            "description": format!("Floating IP for trove instance {instance_id}"),
+        }});
+        let v = self
+            .neutron(Method::POST, &["floatingips"], &[], Some(&body))
+            .await
+            .map_err(|e| e.into_driver(&format!("Neutron floating IP for port {port_id}")))?;
+        let address = v
+            .pointer("/floatingip/floating_ip_address")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                DriverError::Api("Neutron's answer has no floating IP address".into())
+            })?;
+        Ok(Address {
+            address: address.to_owned(),
+            kind: "public".to_owned(),
+            network: String::new(),
+        })
+    }
+
     async fn allocate_inner(&self, req: &NetworkRequest, name: &str) -> Result<Vec<Port>> {
         let opts = &self.inner.opts;
         let id = &req.instance_id;
@@ -212,7 +268,18 @@ impl OpenStackDriver {
                 }
                 port["fixed_ips"] = json!([fixed]);
             }
-            ports.push(self.create_port(json!({ "port": port }), "user").await?);
+            let mut made = self.create_port(json!({ "port": port }), "user").await?;
+            let public = req
+                .access
+                .as_ref()
+                .and_then(|a| a.get("is_public"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            if public {
+                let address = self.floating_ip(id, &made.id).await?;
+                made.addresses.push(address);
+            }
+            ports.push(made);
         }
         if let Some(network) = opts.management_networks.last() {
             let groups = if opts.management_security_groups.is_empty() {

@@ -374,17 +374,22 @@ impl TaskManager {
             self.db.instance_save(&row).await?;
             active
         };
-        let mut addresses: Vec<_> = server.addresses.clone();
+        // What the tenant reaches the instance at: the addresses of the ports made for it
+        // (with their network ids, and the floating IP of a public instance), else what the
+        // server reports; never those on the management networks (api.md 3.3).
+        let mut addresses: Vec<_> = ports.iter().flat_map(|p| p.addresses.clone()).collect();
         if addresses.is_empty() {
-            addresses = ports.iter().flat_map(|p| p.addresses.clone()).collect();
+            addresses = server.addresses.clone();
         }
+        let management = &self.config.default.management_networks;
+        addresses.retain(|a| !management.contains(&a.network));
         let rows: Vec<InstanceAddress> = addresses
             .iter()
             .map(|a| InstanceAddress {
                 instance_id: id.to_owned(),
                 address: a.address.clone(),
                 kind: a.kind.clone(),
-                network: Some(a.network.clone()),
+                network: Some(a.network.clone()).filter(|n| !n.is_empty()),
             })
             .collect();
         self.db.instance_addresses_set(id, &rows).await?;

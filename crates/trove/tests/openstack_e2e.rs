@@ -94,17 +94,152 @@ impl Cloud {
         (status, r.json().await.unwrap_or(Value::Null))
     }
 
-    /// `<method> <service URL><path>` with a JSON body: the status.
+    /// `<method> <service URL><path>` with a JSON body (none for `Null`): the status.
     async fn send(&self, method: reqwest::Method, url_key: &str, path: &str, body: Value) -> u16 {
-        self.http
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.env[url_key]))
+            .header("X-Auth-Token", &self.token);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        if status >= 400 {
+            eprintln!("{path}: {status} {}", r.text().await.unwrap_or_default());
+        }
+        status
+    }
+
+    /// `POST <service URL><path>` (or PUT) as admin; the JSON answer (asserted 2xx).
+    async fn create(
+        &self,
+        method: reqwest::Method,
+        url_key: &str,
+        path: &str,
+        body: Value,
+    ) -> Value {
+        let r = self
+            .http
             .request(method, format!("{}{path}", self.env[url_key]))
             .header("X-Auth-Token", &self.token)
             .json(&body)
             .send()
             .await
+            .unwrap();
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// A tenant network behind a router to an external network of its own, as a cloud
+    /// offers them: the instance's user port goes on `tenant`, floating IPs come from
+    /// `external`.
+    async fn networks(&self) -> Networks {
+        let tag = &common::cluster::uuid_like()[..8];
+        let post = reqwest::Method::POST;
+        let net = |name: String, external: bool| json!({"network": {"name": name, "router:external": external}});
+        let external = self
+            .create(
+                post.clone(),
+                "NETWORK_URL",
+                "/v2.0/networks",
+                net(format!("ext-{tag}"), true),
+            )
+            .await["network"]["id"]
+            .as_str()
             .unwrap()
-            .status()
-            .as_u16()
+            .to_owned();
+        self.create(
+            post.clone(),
+            "NETWORK_URL",
+            "/v2.0/subnets",
+            json!({"subnet": {"network_id": external, "cidr": "203.0.113.0/24", "ip_version": 4,
+                              "name": format!("ext-{tag}")}}),
+        )
+        .await;
+        let tenant = self
+            .create(
+                post.clone(),
+                "NETWORK_URL",
+                "/v2.0/networks",
+                net(format!("tenant-{tag}"), false),
+            )
+            .await["network"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let subnet = self
+            .create(
+                post.clone(),
+                "NETWORK_URL",
+                "/v2.0/subnets",
+                json!({"subnet": {"network_id": tenant, "cidr": "10.197.0.0/24", "ip_version": 4,
+                                  "name": format!("tenant-{tag}")}}),
+            )
+            .await["subnet"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let router = self
+            .create(
+                post,
+                "NETWORK_URL",
+                "/v2.0/routers",
+                json!({"router": {"name": format!("r-{tag}"),
+                                  "external_gateway_info": {"network_id": external}}}),
+            )
+            .await["router"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        self.create(
+            reqwest::Method::PUT,
+            "NETWORK_URL",
+            &format!("/v2.0/routers/{router}/add_router_interface"),
+            json!({"subnet_id": subnet}),
+        )
+        .await;
+        Networks {
+            external,
+            tenant,
+            subnet,
+            router,
+        }
+    }
+
+    /// Removes what [`Cloud::networks`] made.
+    async fn remove_networks(&self, n: &Networks) {
+        self.create(
+            reqwest::Method::PUT,
+            "NETWORK_URL",
+            &format!("/v2.0/routers/{}/remove_router_interface", n.router),
+            json!({"subnet_id": n.subnet}),
+        )
+        .await;
+        for path in [
+            format!("/v2.0/routers/{}", n.router),
+            format!("/v2.0/networks/{}", n.tenant),
+            format!("/v2.0/networks/{}", n.external),
+        ] {
+            let status = self
+                .send(reqwest::Method::DELETE, "NETWORK_URL", &path, Value::Null)
+                .await;
+            assert_eq!(status, 204, "DELETE {path}");
+        }
+    }
+
+    /// Floating IPs on network `external`.
+    async fn floating_ips(&self, external: &str) -> Vec<Value> {
+        let (status, v) = self
+            .get(
+                "NETWORK_URL",
+                &format!("/v2.0/floatingips?floating_network_id={external}"),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+        v["floatingips"].as_array().cloned().unwrap_or_default()
     }
 
     /// Ports, security groups or servers still naming instance `id` (or on its server).
@@ -145,6 +280,14 @@ impl Cloud {
         }
         left
     }
+}
+
+/// The networks of a test (see [`Cloud::networks`]).
+struct Networks {
+    external: String,
+    tenant: String,
+    subnet: String,
+    router: String,
 }
 
 /// The virtual machine the test plays: the files of its user data and its guest agent.
@@ -259,16 +402,20 @@ async fn server_of(cluster: &Cluster, id: &str, timeout: Duration) -> String {
 
 /// The services with the OpenStack driver against the stack in `env`, the datastore
 /// versions pointing at the stack's Glance image, and the cloud's operator view.
-async fn start_on_the_cloud(env: HashMap<String, String>) -> (Cluster, Tenant, Cloud) {
+async fn start_on_the_cloud(env: HashMap<String, String>) -> (Cluster, Tenant, Cloud, Networks) {
+    let cloud = Cloud::login(env.clone()).await;
+    let networks = cloud.networks().await;
     let mut opts = Options::new("127.2.9.1");
     opts.extra_conf = format!(
         "[DEFAULT]\nmanagement_networks = {net}\nusage_timeout = 300\n\
          [mariadb]\nvolume_support = false\n\
          [local_driver]\ncompute_driver = openstack\n\
          [service_credentials]\nauth_url = {auth}\nusername = trove\npassword = trove\n\
-         project_name = service\nregion_name = RegionOne\n",
+         project_name = service\nregion_name = RegionOne\n\
+         [network]\npublic_network_id = {public}\n",
         net = env["NETWORK_ID"],
         auth = env["AUTH_URL"],
+        public = networks.external,
     );
     let (cluster, t) = Cluster::start(&opts).await;
     // The operator points the datastore versions at the guest image in Glance.
@@ -276,7 +423,7 @@ async fn start_on_the_cloud(env: HashMap<String, String>) -> (Cluster, Tenant, C
         "UPDATE datastore_versions SET image_id = '{}'",
         env["IMAGE_ID"]
     ));
-    (cluster, t, Cloud::login(env).await)
+    (cluster, t, cloud, networks)
 }
 
 /// The name of the stack's MariaDB datastore version.
@@ -315,7 +462,7 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
     }
     let env = ovn_stack();
     let _broker = trove_rpc::testing::broker_lock_shared().unwrap();
-    let (cluster, t, cloud) = start_on_the_cloud(env).await;
+    let (cluster, t, cloud, networks) = start_on_the_cloud(env).await;
 
     // Flavors are Nova's (the stack's m1.tiny = 1 and m1.small = 2), not the control DB's.
     let flavors = t.osc_json(&["database", "flavor", "list"]).await;
@@ -346,6 +493,9 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
             "mariadb",
             "--datastore-version",
             &version,
+            "--nic",
+            &format!("net-id={}", networks.tenant),
+            "--is-public",
             "--databases",
             "app",
             "--users",
@@ -389,10 +539,27 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
 
     let inst = wait_active(&t, &cluster, &vm, &id, "create").await;
     assert_eq!(inst["operating_status"], "HEALTHY", "{inst}");
-    // The tenant sees the Neutron address of the management port; no server, port or
-    // volume id of the service project.
-    let ip = common::ip_of(&inst);
-    assert!(ip.starts_with("10."), "{inst}");
+    // The tenant sees the address of its own network and the floating IP of a public
+    // instance, not the management network's; no server, port or volume id of the
+    // service project.
+    let kinds: Vec<(String, String)> = inst["addresses"]
+        .as_array()
+        .expect("addresses")
+        .iter()
+        .map(|a| {
+            (
+                a["type"].as_str().unwrap().to_owned(),
+                a["address"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds.len(), 2, "{inst}");
+    assert_eq!(kinds[0].0, "private", "{inst}");
+    assert!(kinds[0].1.starts_with("10.197.0."), "{inst}");
+    assert_eq!(kinds[1].0, "public", "{inst}");
+    assert!(kinds[1].1.starts_with("203.0.113."), "{inst}");
+    assert_eq!(inst["access"]["is_public"], true, "{inst}");
+    assert_eq!(cloud.floating_ips(&networks.external).await.len(), 1);
     let shown = inst.to_string();
     assert!(!shown.contains(&server_id), "{shown}");
     mariadb(
@@ -458,13 +625,18 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+    assert_eq!(
+        cloud.floating_ips(&networks.external).await,
+        Vec::<Value>::new()
+    );
+    cloud.remove_networks(&networks).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flavor_no_host_can_take_ends_in_error_with_nova_s_fault_and_nothing_left() {
     let env = ovn_stack();
     let _broker = trove_rpc::testing::broker_lock_shared().unwrap();
-    let (cluster, t, cloud) = start_on_the_cloud(env).await;
+    let (cluster, t, cloud, networks) = start_on_the_cloud(env).await;
     // A flavor of 900 GB of memory (within the project's quota): Nova's scheduler finds no
     // host for it.
     let flavor_id = format!("huge-{}", &common::cluster::uuid_like()[..8]);
@@ -537,4 +709,5 @@ async fn a_flavor_no_host_can_take_ends_in_error_with_nova_s_fault_and_nothing_l
         )
         .await;
     assert_eq!(status, 202, "deleting the flavor");
+    cloud.remove_networks(&networks).await;
 }
