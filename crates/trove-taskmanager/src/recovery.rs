@@ -83,6 +83,56 @@ impl TaskManager {
             }
             Err(e) => tracing::error!(error = %e, "cannot look for stale deletes"),
         }
+        handled += self.fail_orphaned_backups(now).await;
+        handled
+    }
+
+    /// Backups still running whose guest stopped reporting (no heartbeat for
+    /// `agent_heartbeat_expiry`): the guest died with the backup, which ends FAILED rather
+    /// than BUILDING forever. A guest that reports again later finds its backup FAILED.
+    async fn fail_orphaned_backups(&self, now: chrono::NaiveDateTime) -> usize {
+        let expiry = chrono::Duration::from_std(self.settings.agent_heartbeat_expiry)
+            .unwrap_or(chrono::Duration::MAX);
+        let silent_since = now - expiry;
+        let running = match self.db.backups_running().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot look for orphaned backups");
+                return 0;
+            }
+        };
+        let mut handled = 0;
+        for b in running {
+            let Some(instance_id) = &b.instance_id else {
+                continue;
+            };
+            // Give a backup that just started the same grace as its guest.
+            if b.created.is_some_and(|c| c > silent_since) {
+                continue;
+            }
+            let silent = match self.db.service_status_get(instance_id).await {
+                Ok(s) => s.updated_at.is_none_or(|u| u < silent_since),
+                Err(trove_db::DbError::NotFound { .. }) => true,
+                Err(e) => {
+                    tracing::warn!(backup.id = %b.id, error = %e, "cannot read the guest's status");
+                    continue;
+                }
+            };
+            if !silent {
+                continue;
+            }
+            match self.db.backup_fail_if_running(&b.id).await {
+                Ok(true) => {
+                    tracing::warn!(
+                        backup.id = %b.id, instance.id = %instance_id,
+                        "the guest stopped reporting during the backup; backup FAILED"
+                    );
+                    handled += 1;
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(backup.id = %b.id, error = %e, "cannot fail the backup"),
+            }
+        }
         handled
     }
 

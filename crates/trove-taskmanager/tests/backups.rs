@@ -123,6 +123,10 @@ struct Setup {
 }
 
 async fn setup() -> Setup {
+    setup_with(Config::default()).await
+}
+
+async fn setup_with(config: Config) -> Setup {
     let tdb = TestDb::new(Backend::Sqlite).await;
     let db = tdb.db().clone();
     for args in [
@@ -151,7 +155,7 @@ async fn setup() -> Setup {
     let cloud = Arc::new(UnusedCloud::default());
     let transport: Arc<dyn Transport> = Arc::new(InMemoryTransport::new());
     let tm = TaskManager::new(
-        Arc::new(Config::default()),
+        Arc::new(config),
         db.clone(),
         Drivers {
             compute: cloud.clone(),
@@ -456,4 +460,32 @@ async fn objects_that_cannot_be_deleted_leave_delete_failed_and_imports_are_kept
         .verify(&imported, None)
         .await
         .expect("an imported backup's object is not ours to delete");
+}
+
+#[tokio::test]
+async fn a_backup_whose_guest_stopped_reporting_ends_failed() {
+    let config = Config::from_ini_str("t.conf", "[DEFAULT]\nagent_heartbeat_expiry = 2\n")
+        .unwrap()
+        .config;
+    let s = setup_with(config).await;
+    let (_g1, _h1) = s.instance("i-dead").await;
+    let (_g2, _h2) = s.instance("i-alive").await;
+    s.backup("b-dead", "i-dead", "BUILDING", None).await;
+    s.backup("b-alive", "i-alive", "BUILDING", None).await;
+    assert_eq!(s.tm.recover().await, 0, "every guest reported just now");
+    // Both backups run on; only one guest keeps sending heartbeats. (Times are stored to
+    // the second.)
+    for _ in 0..7 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        s.db.service_status_touch("i-alive").await.unwrap();
+    }
+    assert_eq!(s.tm.recover().await, 1);
+    assert_eq!(s.row("b-dead").await.unwrap().state, "FAILED");
+    assert_eq!(s.row("b-alive").await.unwrap().state, "BUILDING");
+    // A backup that finished meanwhile is left as it is.
+    let mut done = s.row("b-alive").await.unwrap();
+    done.state = "COMPLETED".into();
+    s.db.backup_save(&done).await.unwrap();
+    assert!(!s.db.backup_fail_if_running("b-alive").await.unwrap());
+    assert_eq!(s.row("b-alive").await.unwrap().state, "COMPLETED");
 }

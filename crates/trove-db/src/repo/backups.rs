@@ -179,6 +179,30 @@ impl Db {
         Ok(r.into_iter().map(|(id,)| id).collect())
     }
 
+    /// Every live backup in NEW, BUILDING or SAVING, oldest first.
+    pub async fn backups_running(&self) -> Result<Vec<Backup>, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {COLS} FROM backups WHERE deleted = FALSE AND state IN ('NEW', 'BUILDING', 'SAVING') ORDER BY created"
+        ));
+        Ok(with_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await?))
+    }
+
+    /// Sets a live backup to FAILED if it is still NEW, BUILDING or SAVING (a report that
+    /// finished it meanwhile wins). Returns whether it was changed.
+    pub async fn backup_fail_if_running(&self, id: &str) -> Result<bool, DbError> {
+        let sql = self.sql(
+            "UPDATE backups SET state = 'FAILED', updated = ? WHERE id = ? AND deleted = FALSE \
+             AND state IN ('NEW', 'BUILDING', 'SAVING')",
+        );
+        let n = with_pool!(self, p => sqlx::query(&sql)
+            .bind(utc_now())
+            .bind(id)
+            .execute(p)
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
     /// Saves every column of a live backup (stamps `updated`).
     pub async fn backup_save(&self, backup: &Backup) -> Result<Backup, DbError> {
         let mut b = backup.clone();
