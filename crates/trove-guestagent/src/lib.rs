@@ -21,6 +21,8 @@
 //!   [`agent::run`], the entry point of the `trove-guestagent` binary.
 //! * [`backup`]: `create_backup` (hot, streamed MariaDB backups into a
 //!   [`trove_backup::BackupStore`]) and the restore `prepare` does when given `backup_info`.
+//! * [`pgbackup`]: the same for PostgreSQL (`pg_basebackup` base backups, archived WAL as
+//!   incrementals, restore by archive recovery).
 //! * [`heartbeat`]: the periodic status task (heartbeats to the conductor, automatic restart
 //!   of a crashed server with back-off).
 //!
@@ -35,6 +37,7 @@ mod lifecycle;
 pub mod manager;
 pub mod mariadb;
 pub mod models;
+pub mod pgbackup;
 pub mod postgres;
 pub mod process;
 pub mod sql;

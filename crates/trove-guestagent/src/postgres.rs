@@ -7,7 +7,10 @@
 //! <mount>/                          owned by the service user
 //! ├── data/
 //! │   ├── pgdata/                   PGDATA (initdb, 0700, service user)
-//! │   └── wal_archive/              WAL archive directory (reported in filesystem stats)
+//! │   ├── wal_archive/              WAL archive (`archive_mode = on`; `archive_command`
+//! │   │                             copies every finished segment here; incremental
+//! │   │                             backups are made of it)
+//! │   └── restore_wal/              during a restore only: the WAL of incremental backups
 //! ├── etc/
 //! │   ├── postgresql.conf           base configuration (`config_contents` or rendered from the
 //! │   │                             flavor's RAM) + the instance's fixed settings +
@@ -31,6 +34,9 @@
 //!
 //! The address, port and socket directory are also given on the command line so overrides
 //! cannot move them. Stopping sends SIGINT (fast shutdown).
+//!
+//! Backups (`pg_basebackup` over the socket, with `local replication postgres trust`) and
+//! restores (archive recovery in `prepare`) are in [`crate::pgbackup`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -60,6 +66,8 @@ pub const SUPERUSER: &str = "postgres";
 /// The role "enable root" manages.
 pub const ROOT_ROLE: &str = "root";
 const ROOT_ATTRS: &str = "SUPERUSER CREATEDB CREATEROLE INHERIT REPLICATION BYPASSRLS LOGIN";
+/// Least time given to the recovery of a restored backup.
+const RECOVERY_WAIT: Duration = Duration::from_secs(3600);
 
 /// The files of one instance (see the module doc).
 #[derive(Debug, Clone)]
@@ -139,6 +147,7 @@ pub fn render_sizing(memory_mb: u64) -> String {
 pub fn render_hba() -> String {
     "# Written by trove-guestagent.\n\
      local   all   postgres                trust\n\
+     local   replication   postgres        trust\n\
      local   all   all                     scram-sha-256\n\
      host    all   postgres   0.0.0.0/0    reject\n\
      host    all   postgres   ::/0         reject\n\
@@ -446,6 +455,8 @@ impl PostgresManager {
              unix_socket_permissions = 0700\n\
              password_encryption = 'scram-sha-256'\n\
              logging_collector = off\n\
+             archive_mode = on\n\
+             archive_command = {}\n\
              include_dir = {}\n",
             conf_quote(&l.pgdata.to_string_lossy()),
             conf_quote(&l.hba.to_string_lossy()),
@@ -453,6 +464,7 @@ impl PostgresManager {
             conf_quote(&self.config.bind_address.to_string()),
             self.config.port,
             conf_quote(&l.run_dir.to_string_lossy()),
+            conf_quote(&crate::pgbackup::archive_command(&l.wal_archive)),
             conf_quote(&l.overrides_dir.to_string_lossy()),
         ));
         write_file(&l.conf, conf.as_bytes(), 0o644)
@@ -488,10 +500,79 @@ impl PostgresManager {
         self.stop_locked().await?;
         self.make_dirs()?;
         self.write_config(req)?;
-        self.initdb().await?;
+        let paths = self.backup_paths();
+        let target = match &req.backup_info {
+            Some(info) => match crate::pgbackup::pg_restore(&paths, info).await {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.discard_restore(&paths);
+                    return Err(e);
+                }
+            },
+            None => {
+                self.initdb().await?;
+                None
+            }
+        };
         self.process.forget()?;
         self.spawn_server()?;
-        self.wait_healthy().await
+        self.wait_healthy().await?;
+        if let Some(target) = target {
+            let within = self.config.state_change_wait_time.max(RECOVERY_WAIT);
+            if let Err(e) = crate::pgbackup::finish_recovery(&paths, target, within).await {
+                let _ = self.stop_locked().await;
+                self.discard_restore(&paths);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// The files a backup or a restore of this instance uses.
+    fn backup_paths(&self) -> crate::pgbackup::PgBackupPaths {
+        let l = &self.layout;
+        crate::pgbackup::PgBackupPaths {
+            bin_dir: self.binaries.bin_dir.clone(),
+            pgdata: l.pgdata.clone(),
+            wal_archive: l.wal_archive.clone(),
+            restore_wal: l.data_root.join("restore_wal"),
+            restore_conf: l.overrides_dir.join("05-restore.conf"),
+            socket_dir: l.run_dir.clone(),
+            port: self.config.port,
+            owner: self.config.service_user.clone(),
+        }
+    }
+
+    /// Removes what a failed restore left (the data directory's contents, the restored WAL,
+    /// the recovery settings): nothing half-made is ever started later.
+    fn discard_restore(&self, paths: &crate::pgbackup::PgBackupPaths) {
+        for d in [&paths.pgdata, &paths.restore_wal] {
+            if d.exists() {
+                if let Err(e) = std::fs::remove_dir_all(d) {
+                    tracing::warn!(error = %e, dir = %d.display(), "removing a failed restore's files failed");
+                }
+            }
+        }
+        let _ = std::fs::remove_file(&paths.restore_conf);
+    }
+
+    /// Adds the replication rule the backup tool needs to an instance's `pg_hba.conf` written
+    /// before the rule existed, and reloads.
+    async fn ensure_replication_rule(&self) -> Result<()> {
+        let hba = std::fs::read_to_string(&self.layout.hba).unwrap_or_default();
+        if hba.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 3 && f[0] == "local" && f[1] == "replication"
+        }) {
+            return Ok(());
+        }
+        write_file(&self.layout.hba, render_hba().as_bytes(), 0o644)?;
+        let pool = self.admin().await?;
+        sqlx::query("SELECT pg_reload_conf()")
+            .execute(&pool)
+            .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(())
     }
 
     async fn existing_databases(&self, pool: &PgPool) -> Result<Vec<Database>> {
@@ -637,6 +718,17 @@ impl DatastoreManager for PostgresManager {
 
     async fn status(&self) -> ServiceStatus {
         self.status_sequence().await
+    }
+
+    async fn create_backup(
+        &self,
+        job: &crate::backup::BackupJob,
+    ) -> Result<trove_backup::StoredObject> {
+        if !matches!(self.process.liveness(), Liveness::Alive(_)) {
+            return Err(GuestError::NotRunning);
+        }
+        self.ensure_replication_rule().await?;
+        crate::pgbackup::pg_backup(&self.backup_paths(), job).await
     }
 
     async fn create_databases(&self, databases: Vec<Database>) -> Result<()> {
