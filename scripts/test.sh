@@ -29,7 +29,14 @@ stop_nova_stacks() {
     scripts/nova-test-stack.sh --stop >/dev/null 2>&1 || true
     NOVA_TEST_DIR=target/nova-stack-ovn scripts/nova-test-stack.sh --stop >/dev/null 2>&1 || true
 }
-trap stop_nova_stacks EXIT
+# The trove-backup Swift tests bring up a real Keystone and Swift once per run on
+# 127.0.0.1:29700-29705 (scripts/swift-test-stack.sh; it builds its virtualenv and needs no
+# system package beyond python3-venv and curl); stop them as well.
+stop_test_stacks() {
+    stop_nova_stacks
+    scripts/swift-test-stack.sh --stop >/dev/null 2>&1 || true
+}
+trap stop_test_stacks EXIT
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"

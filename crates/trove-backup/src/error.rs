@@ -45,6 +45,30 @@ pub enum BackupError {
     /// A feature the object needs that this build does not have (e.g. encryption).
     #[error("{0}")]
     Unsupported(String),
+    /// Object metadata the store cannot keep (Swift's limits on keys, values and size).
+    #[error("{0}")]
+    InvalidMetadata(String),
+    /// A Swift store was asked for without the user's token.
+    #[error("backup storage at {0} is Swift, which is reached with the user's auth token, and the request carried none; only a local directory (file://) store works without one")]
+    NoToken(String),
+    /// Swift refused the token (expired, revoked or not valid for that account).
+    #[error("{detail} ({url})")]
+    Unauthorized {
+        /// The URL asked for.
+        url: String,
+        /// What was being done.
+        detail: String,
+    },
+    /// The object store could not be reached or refused a request.
+    #[error("{context}: {detail}")]
+    Remote {
+        /// What was being done.
+        context: String,
+        /// The HTTP status, when there was an answer.
+        status: Option<u16>,
+        /// What happened.
+        detail: String,
+    },
     /// File system or stream error, with what was being done.
     #[error("{context}: {source}")]
     Io {
@@ -62,6 +86,15 @@ impl BackupError {
         BackupError::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// The HTTP status of a refusal by the object store, if that is what happened.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            BackupError::Remote { status, .. } => *status,
+            BackupError::Unauthorized { .. } => Some(401),
+            _ => None,
         }
     }
 

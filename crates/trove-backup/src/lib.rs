@@ -9,9 +9,27 @@
 //!   of the concatenated hex MD5s of the segments), so a Swift store follows the same layout.
 //!   Reading verifies every segment and the whole-object checksum: a tampered object is
 //!   refused ([`BackupError::Corrupt`], [`BackupError::ChecksumMismatch`]).
+//! * [`SwiftStore`]: the user's Swift account, as Trove keeps backups, reached with the
+//!   user's Keystone token and the account's URL from the catalog (`<swift_url>`, e.g.
+//!   `https://swift.example/v1/AUTH_<project id>`). The container is created when missing;
+//!   segments are streamed to Swift (chunked PUTs, a few 256 KiB chunks in memory whatever
+//!   the segment size) and the ETag Swift answers must be their MD5; one segment is then
+//!   copied to the object's name (and deleted), several are tied by a Static Large Object
+//!   manifest (`PUT ?multipart-manifest=put`), and the object's ETag (quotes stripped) must
+//!   be the checksum. Metadata goes into `X-Object-Meta-<key>` headers (`_` sent as `-`, as
+//!   Trove does; keys `[a-z0-9_]`, values printable ASCII; Swift's limits of 90 items, 128-byte
+//!   keys, 256-byte values, 4096 bytes in all are checked before anything is written).
+//!   Reads fetch every segment and check it against the manifest (`GET
+//!   ?multipart-manifest=get`); delete uses `?multipart-manifest=delete`, which removes the
+//!   segments too. A failed `put` (Swift unreachable, 413 from a full quota, an error of the
+//!   input stream) deletes what it wrote, retrying for a while when Swift does not answer.
+//!   Locations are the objects' URLs, `<swift_url>/<container>/<object>`, as Trove stores them.
 //! * [`LocalStore`]: a directory, for the all-in-one mode. Locations are
 //!   `file://<root>/<container>/<object>`, the counterpart of Swift's
 //!   `<swift_url>/<container>/<object>`.
+//! * [`open_store_for_url`], [`open_store_for_location`]: the store behind a base URL or an
+//!   object's location, by scheme (`file://`: [`LocalStore`]; `http(s)://`: [`SwiftStore`],
+//!   which needs the user's token), for callers that do not care which store it is.
 //! * [`compress`]: zstd compression and decompression of streams.
 //!
 //! Compression: zstd (level 3) through `async-compression`'s tokio adapters. zstd compresses
@@ -22,17 +40,19 @@
 //!
 //! Encryption (not built yet): authenticated encryption of each segment (AES-256-GCM with a
 //! per-segment nonce, key from the operator) belongs where a segment is produced and
-//! consumed: `LocalStore`'s segment writer and its verifying reader, with the object's
+//! consumed: the stores' segment writers and verifying readers, with the object's
 //! metadata naming the scheme under [`META_ENCRYPTION`]. Until then an object whose metadata
 //! carries that key is refused on read rather than handed out as if it were plain.
 
 mod error;
 mod local;
+mod swift;
 
 pub mod compress;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -40,6 +60,7 @@ use tokio::io::AsyncRead;
 
 pub use error::{BackupError, Result};
 pub use local::{LocalStore, FILE_SCHEME};
+pub use swift::{is_http_url, AuthToken, SwiftStore};
 
 /// Object metadata (Swift's `X-Object-Meta-<key>` headers): `datastore`,
 /// `datastore_version`, `lsn`, `parent_location`, `parent_checksum`, ...
@@ -133,6 +154,55 @@ pub trait BackupStore: Send + Sync + std::fmt::Debug {
     async fn delete(&self, location: &str) -> Result<()>;
 }
 
+/// The store whose base URL is `url`: `file://<dir>` is a [`LocalStore`], `http(s)://...`
+/// a Swift account ([`SwiftStore`]) reached with `token`, which it needs
+/// ([`BackupError::NoToken`] without one).
+pub fn open_store_for_url(url: &str, token: Option<&str>) -> Result<Arc<dyn BackupStore>> {
+    let url = url.trim();
+    if url.starts_with(FILE_SCHEME) {
+        return Ok(Arc::new(LocalStore::from_url(url)?));
+    }
+    if is_http_url(url) {
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Err(BackupError::NoToken(url.trim_end_matches('/').to_owned()));
+        };
+        return Ok(Arc::new(SwiftStore::new(url, token)?));
+    }
+    Err(unknown_scheme(url))
+}
+
+/// The store holding the object at `location` (`file://<root>/<container>/<object>` or
+/// `<swift_url>/<container>/<object>`), as [`open_store_for_url`] chooses it.
+pub fn open_store_for_location(
+    location: &str,
+    token: Option<&str>,
+) -> Result<Arc<dyn BackupStore>> {
+    let location = location.trim();
+    if location.starts_with(FILE_SCHEME) {
+        return Ok(Arc::new(LocalStore::for_location(location)?));
+    }
+    if is_http_url(location) {
+        let token = token.map(str::trim).filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            let base = location.rsplitn(3, '/').nth(2).unwrap_or(location);
+            return Err(BackupError::NoToken(base.to_owned()));
+        };
+        return Ok(Arc::new(SwiftStore::for_location(location, token)?));
+    }
+    Err(unknown_scheme(location))
+}
+
+fn unknown_scheme(url: &str) -> BackupError {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    BackupError::InvalidLocation {
+        location: url.into(),
+        reason: format!(
+            "no backup store for '{scheme}' locations (file:// is a local directory, http(s):// Swift)"
+        ),
+    }
+}
+
 /// Checks a container or object name: 1 to 255 characters from `[A-Za-z0-9._-]`, not
 /// starting with a dot (so it can name neither a parent directory nor a hidden file).
 pub fn check_name(kind: &str, name: &str) -> Result<()> {
@@ -211,5 +281,20 @@ mod tests {
         };
         assert_eq!(object_checksum(&[seg("aa")]), "aa");
         assert_eq!(object_checksum(&[seg("aa"), seg("bb")]), md5_hex(b"aabb"));
+    }
+
+    #[test]
+    fn stores_by_scheme() {
+        assert!(open_store_for_url("file:///srv/backups", None).is_ok());
+        assert!(open_store_for_location("file:///srv/backups/c/o", None).is_ok());
+        let swift = "https://swift.example/v1/AUTH_p";
+        assert!(open_store_for_url(swift, Some("tok")).is_ok());
+        let e = open_store_for_url(swift, None).unwrap_err();
+        assert!(matches!(&e, BackupError::NoToken(u) if u == swift), "{e}");
+        let e = open_store_for_location(&format!("{swift}/c/o"), Some("")).unwrap_err();
+        assert!(matches!(&e, BackupError::NoToken(u) if u == swift), "{e}");
+        assert!(open_store_for_location(&format!("{swift}/c/o"), Some("t")).is_ok());
+        let e = open_store_for_url("swift://x", Some("t")).unwrap_err();
+        assert!(e.to_string().contains("'swift'"), "{e}");
     }
 }
