@@ -3,7 +3,8 @@
 //! ```text
 //!  create_backup(backup_info) (cast)
 //!    │ update_backup(state=BUILDING, size=<used GB of the volume>, backup_type)
-//!    │ store from backup_info.swift_url (file://<dir>: LocalStore; Swift: not yet)
+//!    │ store from backup_info.swift_url (file://<dir>: LocalStore; http(s)://: the user's
+//!    │ Swift account, with the auth_token of the request's context)
 //!    │ MariaDB: mariadb-backup --backup --stream=xbstream (os_admin over the instance's socket)
 //!    │            stdout ──> zstd ──> BackupStore::put(<container>, <id>.xbstream.zst)
 //!    │          (nothing staged on disk; the server keeps taking writes: the backup is hot)
@@ -35,7 +36,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use trove_backup::compress::{zstd_compress, zstd_decompress, ZSTD};
-use trove_backup::{check_name, BackupStore, LocalStore, Metadata, StoredObject, META_COMPRESSION};
+use trove_backup::{
+    check_name, open_store_for_location, open_store_for_url, AuthToken, BackupStore, Metadata,
+    StoredObject, META_COMPRESSION,
+};
 
 use crate::error::{GuestError, Result};
 use crate::process::ServiceUser;
@@ -178,15 +182,41 @@ impl RestoreInfo {
     }
 }
 
-/// The store behind `url` (`backup_info.swift_url`).
+tokio::task_local! {
+    /// The user's token of the request being served (`RpcContext.auth_token` of
+    /// `create_backup` or `prepare`): what the stores opened while serving it reach Swift
+    /// with.
+    static AUTH_TOKEN: Option<AuthToken>;
+}
+
+/// Runs `fut` with `token` (the request context's `auth_token`) as the user's token of the
+/// backup stores it opens ([`store_for_url`], [`store_for_location`]).
+pub async fn with_auth_token<F: std::future::Future>(token: Option<String>, fut: F) -> F::Output {
+    AUTH_TOKEN.scope(token.map(AuthToken::new), fut).await
+}
+
+/// [`with_auth_token`] for synchronous code.
+pub fn with_auth_token_sync<R>(token: Option<String>, f: impl FnOnce() -> R) -> R {
+    AUTH_TOKEN.sync_scope(token.map(AuthToken::new), f)
+}
+
+/// The user's token set by [`with_auth_token`], if any.
+fn auth_token() -> Option<AuthToken> {
+    AUTH_TOKEN.try_with(Clone::clone).ok().flatten()
+}
+
+/// The store behind `url` (`backup_info.swift_url`): `file://<dir>` is a local directory,
+/// `http(s)://` the user's Swift account, reached with the request's token
+/// ([`with_auth_token`]).
 pub fn store_for_url(url: Option<&str>) -> Result<Arc<dyn BackupStore>> {
     match url.map(str::trim).filter(|u| !u.is_empty()) {
-        Some(u) if u.starts_with(trove_backup::FILE_SCHEME) => {
-            Ok(Arc::new(LocalStore::from_url(u)?))
+        Some(u) => {
+            let token = auth_token();
+            Ok(open_store_for_url(
+                u,
+                token.as_ref().map(AuthToken::as_str),
+            )?)
         }
-        Some(u) => Err(GuestError::NotSupported(format!(
-            "backup storage at {u}: this guest agent stores backups only in a local directory (file://)"
-        ))),
         None => Err(GuestError::InvalidValue(
             "backup_info has no swift_url: the guest does not know where to store the backup"
                 .into(),
@@ -194,15 +224,14 @@ pub fn store_for_url(url: Option<&str>) -> Result<Arc<dyn BackupStore>> {
     }
 }
 
-/// The store holding the object at `location`.
+/// The store holding the object at `location` (`file://...` or a Swift object's URL, the
+/// latter reached with the request's token, see [`with_auth_token`]).
 pub fn store_for_location(location: &str) -> Result<Arc<dyn BackupStore>> {
-    if location.starts_with(trove_backup::FILE_SCHEME) {
-        Ok(Arc::new(LocalStore::for_location(location)?))
-    } else {
-        Err(GuestError::NotSupported(format!(
-            "backup location '{location}': this guest agent reads backups only from a local directory (file://)"
-        )))
-    }
+    let token = auth_token();
+    Ok(open_store_for_location(
+        location,
+        token.as_ref().map(AuthToken::as_str),
+    )?)
 }
 
 /// One backup to take: where it goes and with which metadata.
@@ -724,7 +753,10 @@ mod tests {
         assert!(odd.check().is_err());
         let mut swift = info.clone();
         swift.swift_url = Some("https://swift.example/v1/AUTH_t".into());
-        assert!(BackupJob::from_info(&swift).is_err());
+        let e = BackupJob::from_info(&swift).unwrap_err();
+        assert!(e.to_string().contains("token"), "{e}");
+        let job = with_auth_token_sync(Some("tok".into()), || BackupJob::from_info(&swift));
+        assert!(format!("{:?}", job.unwrap().store).contains("SwiftStore"));
         let null_type: BackupInfo =
             serde_json::from_value(json!({"id": "b2", "backup_type": null})).unwrap();
         assert_eq!(null_type.backup_type, "full");
@@ -743,6 +775,10 @@ mod tests {
         assert_eq!(r.checksum.as_deref(), Some("abc"));
         let e = RestoreInfo::from_value(json!({"id": "b1", "location": "swift://x"})).unwrap_err();
         assert!(e.starts_with("restoring a backup"), "{e}");
+        let swift = json!({"id": "b1", "location": "https://s/v1/AUTH_p/c/b1.xbstream.zst"});
+        let e = RestoreInfo::from_value(swift.clone()).unwrap_err();
+        assert!(e.contains("token"), "{e}");
+        with_auth_token_sync(Some("tok".into()), || RestoreInfo::from_value(swift)).unwrap();
     }
 
     #[test]
