@@ -8,7 +8,8 @@
 //!   FAILED here, so the instance does not show BACKUP forever.
 //! * `delete_backup`: unless the backup was imported (RESTORED), its stored objects are
 //!   removed through a [`BackupObjects`] store chosen by the location's scheme (`file://`:
-//!   trove-backup's local directory store, segments and metadata included); a failure
+//!   trove-backup's local directory store, segments and metadata included; `http(s)://`:
+//!   the user's Swift account, with the request's user token, segments included); a failure
 //!   sets the state DELETE_FAILED (logged). In all cases the row is then marked deleted
 //!   with its datastore version cleared, as Trove does.
 
@@ -33,7 +34,7 @@ pub trait BackupObjects: Send + Sync {
 /// A [`trove_backup::BackupStore`] seen as [`BackupObjects`]: deleting removes the object,
 /// its segments and its metadata; an object already gone is not an error.
 #[derive(Debug)]
-struct StoreObjects(Box<dyn trove_backup::BackupStore>);
+struct StoreObjects(std::sync::Arc<dyn trove_backup::BackupStore>);
 
 #[async_trait]
 impl BackupObjects for StoreObjects {
@@ -52,17 +53,13 @@ impl BackupObjects for StoreObjects {
 }
 
 /// The store that can delete objects at `location`, by its scheme: `file://` locations
-/// are objects of a local directory store (the all-in-one mode).
-pub(crate) fn objects_for(location: &str) -> Result<Box<dyn BackupObjects>> {
-    if location.starts_with(trove_backup::FILE_SCHEME) {
-        let store = trove_backup::LocalStore::for_location(location)
-            .map_err(|e| TaskError::Invalid(format!("backup location '{location}': {e}")))?;
-        return Ok(Box::new(StoreObjects(Box::new(store))));
-    }
-    let scheme = location.split_once("://").map(|(s, _)| s).unwrap_or("");
-    Err(TaskError::Invalid(format!(
-        "no backup store of this taskmanager can delete objects at '{scheme}' locations"
-    )))
+/// are objects of a local directory store (the all-in-one mode), `http(s)://` locations
+/// objects in the user's Swift account, deleted with the user's `token` (a Static Large
+/// Object with its segments, `?multipart-manifest=delete`).
+pub(crate) fn objects_for(location: &str, token: Option<&str>) -> Result<Box<dyn BackupObjects>> {
+    let store = trove_backup::open_store_for_location(location, token)
+        .map_err(|e| TaskError::Invalid(format!("backup location '{location}': {e}")))?;
+    Ok(Box::new(StoreObjects(store)))
 }
 
 /// The public object-store endpoint of a Keystone service catalog (v3 `endpoints` with
@@ -204,7 +201,7 @@ impl TaskManager {
     }
 
     /// `delete_backup(backup_id)`: removes the stored objects, then the row.
-    pub(crate) async fn delete_backup(&self, _ctx: RpcContext, backup_id: &str) {
+    pub(crate) async fn delete_backup(&self, ctx: RpcContext, backup_id: &str) {
         let mut b = match self.db.backup_get(backup_id).await {
             Ok(b) => b,
             Err(DbError::NotFound { .. }) => {
@@ -223,7 +220,9 @@ impl TaskManager {
         let r = match location {
             Some(loc) if b.state != "RESTORED" => {
                 backup_step(backup_id, "delete backup objects", async {
-                    objects_for(&loc)?.delete(&loc).await
+                    objects_for(&loc, ctx.auth_token.as_deref())?
+                        .delete(&loc)
+                        .await
                 })
                 .await
             }
@@ -260,13 +259,15 @@ mod tests {
 
     #[test]
     fn stores_are_chosen_by_scheme() {
-        assert!(objects_for("file:///var/lib/trove/backups/c/b1.xbstream.zst").is_ok());
-        assert!(objects_for("file://relative/c/b1").is_err());
-        assert!(objects_for("file:///var/../etc/c/b1").is_err());
-        let e = objects_for("https://swift.example.org/v1/AUTH_p/c/b1")
-            .err()
-            .unwrap();
-        assert!(e.to_string().contains("'https'"), "{e}");
+        assert!(objects_for("file:///var/lib/trove/backups/c/b1.xbstream.zst", None).is_ok());
+        assert!(objects_for("file://relative/c/b1", None).is_err());
+        assert!(objects_for("file:///var/../etc/c/b1", None).is_err());
+        let swift = "https://swift.example.org/v1/AUTH_p/c/b1";
+        assert!(objects_for(swift, Some("user-token")).is_ok());
+        let e = objects_for(swift, None).err().unwrap();
+        assert!(e.to_string().contains("token"), "{e}");
+        let e = objects_for("ftp://x/c/b1", Some("t")).err().unwrap();
+        assert!(e.to_string().contains("'ftp'"), "{e}");
     }
 
     #[test]
