@@ -413,10 +413,40 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
         .execute(&pool_d)
         .await
         .unwrap();
-    pool_d.close().await;
     let users = dst.api.list_users(&ctx(), None, None, false).await.unwrap();
     assert!(format!("{users:?}").contains("app"), "{users:?}");
+    // The copy (promoted onto a new timeline) backs up in turn, full then incremental, and
+    // its chain restores to exactly its rows.
+    let copy_full = uuid::Uuid::new_v4().to_string();
+    let (cf_loc, cf_sum) = take_backup(
+        &dst,
+        &recorder,
+        backup_info(&copy_full, &dst.id, &store_url),
+        &copy_full,
+    )
+    .await;
+    assert_eq!(store.head(&cf_loc).await.unwrap().metadata["timeline"], "2");
+    sqlx::query("INSERT INTO t (v) SELECT 'copy ' || g FROM generate_series(1, 500) g")
+        .execute(&pool_d)
+        .await
+        .unwrap();
+    let at_copy_inc = summary(&pool_d).await;
+    pool_d.close().await;
+    let copy_inc = uuid::Uuid::new_v4().to_string();
+    let mut info = backup_info(&copy_inc, &dst.id, &store_url);
+    info["backup_type"] = json!("incremental");
+    info["parent"] = json!({"location": cf_loc, "checksum": cf_sum});
+    let (ci_loc, ci_sum) = take_backup(&dst, &recorder, info, &copy_inc).await;
     dst.stop().await;
+    let g = restore(&transport, &conductor_topic, &recorder, &ci_loc, &ci_sum).await;
+    let p = app_pool(&g.inst).await;
+    assert_eq!(
+        summary(&p).await,
+        at_copy_inc,
+        "restored from the copy's chain"
+    );
+    p.close().await;
+    g.stop().await;
 
     // More writes, then an incremental backup on top of the full one.
     sqlx::raw_sql("INSERT INTO t (v) VALUES ('after the full backup'); UPDATE t SET v = 'changed' WHERE id = 2; DELETE FROM t WHERE id = 1")
