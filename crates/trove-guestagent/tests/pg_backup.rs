@@ -531,6 +531,39 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
     assert!(left.is_empty(), "{left:?}");
     pool.close().await;
 
+    // The tool fails (its replication connection is refused): FAILED with the tool's reason,
+    // and the partial object is removed.
+    let hba = src.inst.mount().join("etc/pg_hba.conf");
+    let good = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(
+        &hba,
+        format!("local   replication   postgres   reject\n{good}"),
+    )
+    .unwrap();
+    src.inst.signal_server("HUP");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let refused_id = uuid::Uuid::new_v4().to_string();
+    src.api
+        .create_backup(&ctx(), backup_info(&refused_id, &src.id, &store_url))
+        .await
+        .unwrap();
+    let u = recorder
+        .wait_backup_done(&refused_id, Duration::from_secs(120))
+        .await;
+    assert_eq!(u.last().unwrap()["state"], "FAILED", "{u:?}");
+    let msg = recorder.fault_of(&refused_id);
+    assert!(
+        msg.contains("pg_basebackup") && msg.contains("pg_hba.conf"),
+        "{msg}"
+    );
+    let left: Vec<String> = std::fs::read_dir(store_dir.path().join("database_backups"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(&refused_id))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::write(&hba, good).unwrap();
+
     // A tampered full backup: the restore of an incremental on it is refused before anything
     // starts.
     let file = store_dir
