@@ -580,6 +580,37 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
         .unwrap();
     assert_eq!(rows.trim(), "1");
 
+    // Reboot (an admin's action): Nova reboots the server, the guest restarts the database.
+    let r = reqwest::Client::new()
+        .post(format!(
+            "{}/v1.0/{}/mgmt/instances/{id}/action",
+            t.base, t.project
+        ))
+        .header("X-Roles", "admin")
+        .json(&json!({"reboot": {}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    wait_active(&t, &cluster, &vm, &id, "reboot").await;
+    let (_, actions) = cloud
+        .get(
+            "COMPUTE_URL",
+            &format!("/servers/{server_id}/os-instance-actions"),
+        )
+        .await;
+    let names: Vec<&str> = actions["instanceActions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert!(names.contains(&"reboot"), "Nova's actions: {actions}");
+    let rows = mariadb(address, "app", "Secret123", "app", "SELECT COUNT(*) FROM t")
+        .await
+        .unwrap();
+    assert_eq!(rows.trim(), "1");
+
     // Resize to m1.small: Nova resizes through VERIFY_RESIZE, the taskmanager confirms.
     t.osc_ok(&["database", "instance", "resize", "flavor", &id, "2"])
         .await;
