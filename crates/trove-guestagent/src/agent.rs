@@ -698,7 +698,11 @@ impl GuestDispatcher {
         }
         let guard = PreparingGuard(inner.clone());
         let notification = PrepareNotification::new(ctx, &inner.guest_id);
-        let request = match prepare_request(args, inner.manager.name()) {
+        // A restore reads the backup with the user's token of this request.
+        let token = ctx.auth_token.clone();
+        let request = match crate::backup::with_auth_token_sync(token.clone(), || {
+            prepare_request(args, inner.manager.name())
+        }) {
             Ok(r) => r,
             Err(why) => {
                 tracing::error!(reason = %why, "prepare refused");
@@ -717,7 +721,10 @@ impl GuestDispatcher {
         };
         tracing::info!(datastore = inner.manager.name(), "prepare accepted");
         let span = tracing::info_span!(parent: &inner.span, "prepare");
-        let task = inner.clone().run_prepare(request, guard, notification);
+        let task = crate::backup::with_auth_token(
+            token,
+            inner.clone().run_prepare(request, guard, notification),
+        );
         inner.tasks.spawn(task.instrument(span));
         Ok(Value::Null)
     }
@@ -750,7 +757,11 @@ impl GuestDispatcher {
             return Err(RemoteError::trove("GuestError", text));
         }
         let span = tracing::info_span!(parent: &inner.span, "backup", backup.id = %info.id);
-        let task = inner.clone().run_backup(info, notification);
+        // The backup goes to the user's Swift account with the user's token of this request.
+        let task = crate::backup::with_auth_token(
+            ctx.auth_token.clone(),
+            inner.clone().run_backup(info, notification),
+        );
         inner.tasks.spawn(task.instrument(span));
         Ok(Value::Null)
     }
@@ -861,7 +872,7 @@ impl Drop for PreparingGuard {
 fn prepare_request(args: PrepareArgs, manager: &str) -> Result<PrepareRequest, String> {
     let present = |v: &Option<Value>| v.as_ref().is_some_and(|v| !v.is_null());
     let restore = match args.backup_info.clone().filter(|v| !v.is_null()) {
-        Some(_) if manager != "mariadb" => {
+        Some(_) if !matches!(manager, "mariadb" | "postgresql") => {
             return Err(format!(
                 "restoring a backup in prepare is not supported for {manager} by this guest agent"
             ))
