@@ -52,6 +52,9 @@ const SUPERUSER: &str = "postgres";
 /// Longest restore chain accepted.
 const MAX_CHAIN: usize = 100;
 
+/// How long an incremental backup waits for the archiver to take its WAL.
+const ARCHIVE_WAIT: Duration = Duration::from_secs(600);
+
 /// How long the WAL archive may take to receive a backup's history file.
 const HISTORY_WAIT: Duration = Duration::from_secs(60);
 
@@ -567,11 +570,28 @@ async fn incremental_backup(
         .bind(&job.id)
         .execute(&mut *conn)
         .await?;
+    // pg_backup_stop waits for the archiver as long as it takes; a failing archive_command
+    // must end the backup, not hold it BUILDING for ever.
+    sqlx::query(&format!(
+        "SET statement_timeout = {}",
+        ARCHIVE_WAIT.as_millis()
+    ))
+    .execute(&mut *conn)
+    .await?;
     let stopped: std::result::Result<String, sqlx::Error> =
         sqlx::query_scalar("SELECT lsn::text FROM pg_backup_stop(true)")
             .fetch_one(&mut *conn)
             .await;
-    let stop_lsn = stopped?;
+    let stop_lsn = stopped.map_err(|e| GuestError::Command {
+        program: "pg_backup_stop".into(),
+        detail: format!(
+            "the WAL was not archived within {} s (archive_command failing?): {e}",
+            ARCHIVE_WAIT.as_secs()
+        ),
+    })?;
+    sqlx::query("RESET statement_timeout")
+        .execute(&mut *conn)
+        .await?;
     let points = wait_history(&paths.wal_archive, &job.id, HISTORY_WAIT)
         .await
         .ok_or_else(|| GuestError::Command {
