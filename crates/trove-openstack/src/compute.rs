@@ -204,12 +204,22 @@ pub(crate) fn server_body(
     };
     server.insert("networks".into(), networks);
     if let Some(v) = &req.volume {
+        // With BDMv2 the image is a mapping too: Nova wants the boot disk (the image,
+        // boot_index 0) in the list beside imageRef, or it answers "Boot sequence ... is not
+        // valid"; the data volume does not boot.
         server.insert(
             "block_device_mapping_v2".into(),
             json!([{
+                "uuid": image,
+                "source_type": "image",
+                "destination_type": "local",
+                "boot_index": 0,
+                "delete_on_termination": true,
+            }, {
                 "uuid": v.id,
                 "source_type": "volume",
                 "destination_type": "volume",
+                "boot_index": -1,
                 "device_name": opts.block_device_name,
                 "volume_size": v.size_gb,
                 "delete_on_termination": true,
