@@ -15,6 +15,7 @@
 #   BASE+6 rabbitmq erlang distribution  BASE+7 epmd
 #   BASE+8 network API: Neutron stand-in or real Neutron (see NEUTRON below)
 #   BASE+9 OVN northbound DB, BASE+10 OVN southbound DB (NEUTRON=ovn only)
+#   BASE+11 cinder-api (block-storage / volumev3, /v3; CINDER=1 only)
 #
 # Afterwards DIR holds:
 #   keystone/admin-openrc, keystone/demo-openrc   (OS_* variables; source them)
@@ -55,6 +56,18 @@
 #                   users in project "service" (default "service")
 #   ADMIN_PASSWORD, DEMO_PASSWORD, REGION: passed on to keystone-up.sh;
 #   TROVE_URL       its database endpoint (keystone-up.sh's default if unset)
+#   CINDER          1: also a real Cinder 29.0.0 (2026.2): cinder-api under
+#                   gunicorn on BASE+11, cinder-scheduler and cinder-volume
+#                   with the fake back end shipped in the cinder package
+#                   (cinder.tests.fake_driver.FakeLoggingVolumeDriver: every
+#                   volume operation is real Cinder API, RPC, scheduling and
+#                   database work; the driver stores no data and attaches
+#                   nothing), its database in the stack's MariaDB, its RPC on
+#                   the stack's RabbitMQ, catalog types block-storage and
+#                   volumev3, and nova.conf [cinder] so that Nova boots
+#                   servers with BDMv2 volumes; default 0 (no Cinder)
+#   CINDER_VENV     virtualenv of Cinder (default DIR/cinder-venv, created and
+#                   pip-installed if absent; kept apart from the Nova venv)
 #   KEYSTONE_UP     path of the keystone set-up script (default: nova-keystone-up.sh
 #                   beside this script; scripts/keystone-up.sh has other arguments)
 #
@@ -73,12 +86,14 @@ KEYSTONE_UP=${KEYSTONE_UP:-$HERE/nova-keystone-up.sh}
 PYTHON=${PYTHON:-python3}
 COMPUTE_DRIVER=${COMPUTE_DRIVER:-fake.FakeDriverWithoutFakeNodes}
 NEUTRON=${NEUTRON:-stub}
+CINDER=${CINDER:-0}
 SERVICE_PASSWORD=${SERVICE_PASSWORD:-service}
 export ADMIN_PASSWORD=${ADMIN_PASSWORD:-admin}
 export DEMO_PASSWORD=${DEMO_PASSWORD:-demo}
 export REGION=${REGION:-RegionOne}
 
 case "$NEUTRON" in stub|ovn|none) ;; *) echo "NEUTRON must be stub, ovn or none" >&2; exit 2 ;; esac
+case "$CINDER" in 0|1) ;; *) echo "CINDER must be 0 or 1" >&2; exit 2 ;; esac
 P_KEYSTONE=$BASE
 P_PLACEMENT=$((BASE + 1))
 P_NOVA=$((BASE + 2))
@@ -90,6 +105,7 @@ P_EPMD=$((BASE + 7))
 P_NEUTRON=$((BASE + 8))
 P_OVN_NB=$((BASE + 9))
 P_OVN_SB=$((BASE + 10))
+P_CINDER=$((BASE + 11))
 AUTH_URL="http://127.0.0.1:$P_KEYSTONE/v3"
 DB="mysql+pymysql://openstack:openstack@127.0.0.1:$P_MYSQL"
 TRANSPORT="rabbit://guest:guest@127.0.0.1:$P_AMQP/"
@@ -97,6 +113,7 @@ TRANSPORT="rabbit://guest:guest@127.0.0.1:$P_AMQP/"
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 VENV=${NOVA_VENV:-$DIR/venv}
+CINDER_VENV=${CINDER_VENV:-$DIR/cinder-venv}
 T0=$(date +%s%N)
 ts() {
   local ms=$(( ($(date +%s%N) - T0) / 1000000 ))
@@ -119,7 +136,7 @@ wait_for() {
 }
 
 for p in $P_KEYSTONE $P_PLACEMENT $P_NOVA $P_GLANCE $P_MYSQL $P_AMQP $P_DIST \
-         $P_EPMD $P_NEUTRON $P_OVN_NB $P_OVN_SB; do
+         $P_EPMD $P_NEUTRON $P_OVN_NB $P_OVN_SB $([ "$CINDER" = 1 ] && echo "$P_CINDER"); do
   port_open "$p" && die "port $p on 127.0.0.1 is already in use"
 done
 mkdir -p "$DIR/pids"
@@ -130,7 +147,7 @@ done
 rm -f "$DIR"/pids/*.pid
 # fresh state on every run (the venv is kept)
 rm -rf "$DIR/mysql" "$DIR/rabbitmq" "$DIR/placement" "$DIR/glance" "$DIR/nova" \
-  "$DIR/neutron" "$DIR/ovn" "$DIR/logs" "$DIR/env"
+  "$DIR/neutron" "$DIR/ovn" "$DIR/cinder" "$DIR/logs" "$DIR/env"
 mkdir -p "$DIR/logs"
 
 # stop.sh is written first so that a failed start is cleaned up with it.
@@ -178,7 +195,10 @@ stop_set() {  # name=pidfile[:group] ...
   echo "  ($((SECONDS - t0))s)"
 }
 stop_set keystone-up="$D/pids/keystone-up.pid"
-stop_set nova-compute="$D/pids/nova-compute.pid" \
+stop_set cinder-volume="$D/pids/cinder-volume.pid" \
+         cinder-scheduler="$D/pids/cinder-scheduler.pid" \
+         cinder-api="$D/pids/cinder-api.pid:group" \
+         nova-compute="$D/pids/nova-compute.pid" \
          nova-scheduler="$D/pids/nova-scheduler.pid" \
          nova-conductor="$D/pids/nova-conductor.pid" \
          nova-api="$D/pids/nova-api.pid:group" \
@@ -401,6 +421,14 @@ pecan==1.8.0
 pyroute2==0.8.1
 python-designateclient==7.0.0
 python-novaclient==18.13.1
+distro==1.9.0
+oslo.vmware==4.10.1
+pyudev==0.24.5
+rtslib-fb==2.2.4
+suds-community==1.2.0
+tabulate==0.10.0
+zstd==1.5.7.2
+cinder==29.0.0
 EOF
 }
 if [ ! -x "$VENV/bin/nova-manage" ] || [ ! -x "$VENV/bin/gunicorn" ] ||
@@ -423,6 +451,16 @@ if [ "$NEUTRON" = ovn ] && [ ! -x "$VENV/bin/neutron-db-manage" ]; then
   write_constraints
   "$VENV/bin/pip" install -q -c "$DIR/constraints.txt" neutron==29.0.0 pyroute2 \
     >> "$DIR/logs/pip.log" 2>&1 || die "pip install neutron failed; see $DIR/logs/pip.log"
+fi
+if [ "$CINDER" = 1 ] && [ ! -x "$CINDER_VENV/bin/cinder-manage" ]; then
+  # its own venv: cinder pulls in packages the Nova set does not have
+  # (rtslib-fb, oslo.vmware, zstd, ...); fixtures is needed by the fake back end
+  ts "creating venv $CINDER_VENV and pip-installing cinder 29.0.0 (2026.2)"
+  [ -x "$CINDER_VENV/bin/python" ] || "$PYTHON" -m venv "$CINDER_VENV"
+  write_constraints
+  "$CINDER_VENV/bin/pip" install -q -c "$DIR/constraints.txt" \
+    cinder==29.0.0 fixtures gunicorn pymysql > "$DIR/logs/pip-cinder.log" 2>&1 ||
+    die "pip install cinder failed; see $DIR/logs/pip-cinder.log"
 fi
 VETC=$("$VENV/bin/python" -c 'import sys; print(sys.prefix)')/etc
 PY=$VENV/bin/python
@@ -453,6 +491,7 @@ wait_for mariadb 60 "$DIR/pids/mariadb.pid" \
 mariadb --no-defaults -S "$M/mysqld.sock" -uroot <<EOF
 CREATE DATABASE nova_api; CREATE DATABASE nova_cell0; CREATE DATABASE nova;
 CREATE DATABASE placement; CREATE DATABASE glance; CREATE DATABASE neutron;
+CREATE DATABASE cinder;
 CREATE USER 'openstack'@'127.0.0.1' IDENTIFIED BY 'openstack';
 GRANT ALL PRIVILEGES ON *.* TO 'openstack'@'127.0.0.1';
 EOF
@@ -651,6 +690,10 @@ EOF
   authtoken neutron nova
   authtoken glance nova
   authtoken cinder nova
+  if [ "$CINDER" = 1 ]; then
+    echo "os_region_name = $REGION"
+    echo "catalog_info = volumev3::publicURL"
+  fi
 } > "$N/nova.conf"
 cat > "$N/nova_api_wsgi.py" <<'EOF'
 # oslo.config parses sys.argv; hide gunicorn's arguments from it.
@@ -709,6 +752,51 @@ from neutron.wsgi.api import application  # noqa: E402,F401
 EOF
 fi
 
+if [ "$CINDER" = 1 ]; then
+  C=$DIR/cinder
+  mkdir -p "$C/state" "$C/lock" "$C/volumes"
+  cp "$CINDER_VENV/etc/cinder/api-paste.ini" "$C/"
+  { cat <<EOF
+[DEFAULT]
+debug = false
+host = cinder-1
+my_ip = 127.0.0.1
+auth_strategy = keystone
+transport_url = $TRANSPORT
+state_path = $C/state
+volumes_dir = $C/volumes
+api_paste_config = $C/api-paste.ini
+# the filters GET /volumes?name=... may use (the package's file, not /etc/cinder)
+resource_query_filters_file = $CINDER_VENV/etc/cinder/resource_filters.json
+glance_api_servers = http://127.0.0.1:$P_GLANCE
+enabled_backends = fake
+graceful_shutdown_timeout = 5
+periodic_fuzzy_delay = 0
+# report capabilities every 10 s instead of 60 s
+backend_stats_polling_interval = 10
+[database]
+connection = $DB/cinder?charset=utf8
+[oslo_concurrency]
+lock_path = $C/lock
+[oslo_messaging_notifications]
+driver = noop
+[fake]
+volume_driver = cinder.tests.fake_driver.FakeLoggingVolumeDriver
+volume_backend_name = fake
+EOF
+    authtoken keystone_authtoken cinder
+    # the volume-extended event to Nova after an extend of an attached volume
+    authtoken nova cinder
+    echo "interface = public"
+  } > "$C/cinder.conf"
+  cat > "$C/cinder_api_wsgi.py" <<EOF
+# oslo.config parses sys.argv; give it cinder.conf instead of gunicorn's arguments.
+import sys
+sys.argv = sys.argv[:1] + ["--config-file", "$C/cinder.conf"]
+from cinder.wsgi.api import application  # noqa: E402,F401
+EOF
+fi
+
 # ---------------------------------------------------------------- schemas
 ts "schemas: placement, glance, neutron (background); nova api_db, cell0, cell1"
 "$VENV/bin/placement-manage" --config-file "$DIR/placement/placement.conf" db sync \
@@ -724,6 +812,12 @@ if [ "$NEUTRON" = ovn ]; then
     > "$DIR/logs/neutron-db-manage.log" 2>&1 &
   SYNC_NEUTRON=$!
 fi
+SYNC_CINDER=
+if [ "$CINDER" = 1 ]; then
+  "$CINDER_VENV/bin/cinder-manage" --config-file "$C/cinder.conf" db sync \
+    > "$DIR/logs/cinder-manage.log" 2>&1 &
+  SYNC_CINDER=$!
+fi
 NM=("$VENV/bin/nova-manage" --config-file "$N/nova.conf")
 { "${NM[@]}" api_db sync
   "${NM[@]}" cell_v2 map_cell0 --database_connection "$DB/nova_cell0?charset=utf8"
@@ -734,6 +828,9 @@ wait "$SYNC_PLACEMENT" || die "placement-manage db sync failed"
 wait "$SYNC_GLANCE" || die "glance-manage db_sync failed"
 if [ -n "$SYNC_NEUTRON" ]; then
   wait "$SYNC_NEUTRON" || die "neutron-db-manage failed; see $DIR/logs/neutron-db-manage.log"
+fi
+if [ -n "$SYNC_CINDER" ]; then
+  wait "$SYNC_CINDER" || die "cinder-manage db sync failed; see $DIR/logs/cinder-manage.log"
 fi
 
 wait_for rabbitmq 90 "$DIR/pids/rabbitmq-launcher.pid" port_open "$P_AMQP"
@@ -754,9 +851,9 @@ rm -f "$DIR/pids/keystone-up.pid"
 [ -s "$DIR/keystone/keystone.pid" ] || die "no keystone.pid"
 
 ts "service users, services and endpoints"
-"$PY" - "$AUTH_URL" "$SERVICE_PASSWORD" "$BASE" "$NEUTRON" <<'EOF'
+"$PY" - "$AUTH_URL" "$SERVICE_PASSWORD" "$BASE" "$NEUTRON" "$CINDER" <<'EOF'
 import os, sys, requests
-auth_url, pw, base, neutron = sys.argv[1:]
+auth_url, pw, base, neutron, cinder = sys.argv[1:]
 base, region = int(base), os.environ["REGION"]
 body = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
     "name": "admin", "domain": {"id": "default"},
@@ -788,9 +885,14 @@ services = [("nova", "compute", "http://127.0.0.1:%d/v2.1" % (base + 2)),
             ("glance", "image", "http://127.0.0.1:%d" % (base + 3))]
 if neutron in ("stub", "ovn"):
     services.append(("neutron", "network", "http://127.0.0.1:%d" % (base + 8)))
+users = ["nova", "placement", "glance", "neutron"]
+if cinder == "1":
+    users.append("cinder")
+    url = "http://127.0.0.1:%d/v3" % (base + 11)
+    services += [("cinder", "block-storage", url), ("cinderv3", "volumev3", url)]
 from concurrent.futures import ThreadPoolExecutor
 with ThreadPoolExecutor(4) as ex:
-    futs = [ex.submit(user, n) for n in ("nova", "placement", "glance", "neutron")]
+    futs = [ex.submit(user, n) for n in users]
     futs += [ex.submit(service, *x) for x in services]
     for f in futs:
         f.result()
@@ -852,6 +954,18 @@ if [ "$NEUTRON" = ovn ]; then
     > "$DIR/logs/neutron-api.log" 2>&1 < /dev/null &
   echo $! > "$DIR/pids/neutron-api.pid"
 fi
+if [ "$CINDER" = 1 ]; then
+  for s in scheduler volume; do
+    setsid "$CINDER_VENV/bin/cinder-$s" --config-file "$C/cinder.conf" \
+      > "$DIR/logs/cinder-$s.log" 2>&1 < /dev/null &
+    echo $! > "$DIR/pids/cinder-$s.pid"
+  done
+  setsid "$CINDER_VENV/bin/gunicorn" --chdir "$C" \
+    -b "127.0.0.1:$P_CINDER" -w 1 -k gthread --threads 4 --timeout 120 \
+    --graceful-timeout 5 cinder_api_wsgi:application \
+    > "$DIR/logs/cinder-api.log" 2>&1 < /dev/null &
+  echo $! > "$DIR/pids/cinder-api.pid"
+fi
 OS_NOVA_CONFIG_DIR="$N" setsid "$VENV/bin/gunicorn" --chdir "$N" \
   -b "127.0.0.1:$P_NOVA" -w 1 -k gthread --threads 8 --timeout 120 \
   nova_api_wsgi:application > "$DIR/logs/nova-api.log" 2>&1 < /dev/null &
@@ -866,6 +980,9 @@ wait_for glance 90 "$DIR/pids/glance.pid" http_ok "http://127.0.0.1:$P_GLANCE/ve
 wait_for nova-api 90 "$DIR/pids/nova-api.pid" http_ok "http://127.0.0.1:$P_NOVA/"
 if [ "$NEUTRON" = ovn ]; then
   wait_for neutron-api 90 "$DIR/pids/neutron-api.pid" http_ok "http://127.0.0.1:$P_NEUTRON/"
+fi
+if [ "$CINDER" = 1 ]; then
+  wait_for cinder-api 90 "$DIR/pids/cinder-api.pid" http_ok "http://127.0.0.1:$P_CINDER/healthcheck"
 fi
 # nova-compute last: it blocks 10 s if nova-conductor does not answer yet
 setsid "$VENV/bin/nova-compute" --config-file "$N/nova.conf" \
@@ -915,6 +1032,28 @@ head -c 1048576 /dev/zero > "$DIR/fake-image.raw"
 IMAGE_ID=$("${OSC[@]}" image create --disk-format raw --container-format bare \
   --public --file "$DIR/fake-image.raw" fake-image -f value -c id)
 
+if [ "$CINDER" = 1 ]; then
+  ts "waiting for cinder-volume (fake back end) to be up and to report its pool"
+  # up in the service list, and its capabilities reached the scheduler (a pool
+  # with capacity): before that, a volume create fails with "No valid backend"
+  cinder_ready() {
+    "$PY" - "$AUTH_URL" "$P_CINDER" <<'EOF'
+import os, sys
+from keystoneauth1 import session
+from keystoneauth1.identity import v3
+s = session.Session(auth=v3.Password(auth_url=sys.argv[1], username="admin",
+    password=os.environ["OS_PASSWORD"], project_name="admin",
+    user_domain_id="default", project_domain_id="default"))
+C = "http://127.0.0.1:%s/v3" % sys.argv[2]
+svcs = s.get(C + "/os-services?binary=cinder-volume").json()["services"]
+assert any(x["state"] == "up" for x in svcs), svcs
+pools = s.get(C + "/scheduler-stats/get_pools").json()["pools"]
+assert pools, pools
+EOF
+  }
+  wait_for cinder-volume 120 "$DIR/pids/cinder-volume.pid" cinder_ready
+fi
+
 NETWORK_ID=
 if [ "$NEUTRON" = ovn ]; then
   ts "shared network shared-net 10.199.0.0/24"
@@ -922,6 +1061,8 @@ if [ "$NEUTRON" = ovn ]; then
   "${OSC[@]}" subnet create --network shared-net --subnet-range 10.199.0.0/24 \
     shared-subnet > /dev/null
 fi
+VOLUME_URL=
+[ "$CINDER" = 1 ] && VOLUME_URL=http://127.0.0.1:$P_CINDER/v3
 cat > "$DIR/env" <<EOF
 AUTH_URL=$AUTH_URL
 COMPUTE_URL=http://127.0.0.1:$P_NOVA/v2.1
@@ -930,6 +1071,8 @@ IMAGE_URL=http://127.0.0.1:$P_GLANCE
 NETWORK_URL=http://127.0.0.1:$P_NEUTRON
 NEUTRON=$NEUTRON
 NETWORK_ID=$NETWORK_ID
+CINDER=$CINDER
+VOLUME_URL=$VOLUME_URL
 MYSQL_PORT=$P_MYSQL
 AMQP_URL=$TRANSPORT
 FLAVOR_TINY_ID=1
