@@ -49,6 +49,7 @@ mod local;
 mod swift;
 
 pub mod compress;
+pub mod encrypt;
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
@@ -159,17 +160,18 @@ pub trait BackupStore: Send + Sync + std::fmt::Debug {
 /// ([`BackupError::NoToken`] without one).
 pub fn open_store_for_url(url: &str, token: Option<&str>) -> Result<Arc<dyn BackupStore>> {
     let url = url.trim();
-    if url.starts_with(FILE_SCHEME) {
-        return Ok(Arc::new(LocalStore::from_url(url)?));
-    }
-    if is_http_url(url) {
+    let store: Arc<dyn BackupStore> = if url.starts_with(FILE_SCHEME) {
+        Arc::new(LocalStore::from_url(url)?)
+    } else if is_http_url(url) {
         let token = token.map(str::trim).filter(|t| !t.is_empty());
         let Some(token) = token else {
             return Err(BackupError::NoToken(url.trim_end_matches('/').to_owned()));
         };
-        return Ok(Arc::new(SwiftStore::new(url, token)?));
-    }
-    Err(unknown_scheme(url))
+        Arc::new(SwiftStore::new(url, token)?)
+    } else {
+        return Err(unknown_scheme(url));
+    };
+    Ok(Arc::new(encrypt::CryptStore::with_process_key(store)))
 }
 
 /// The store holding the object at `location` (`file://<root>/<container>/<object>` or
@@ -179,18 +181,19 @@ pub fn open_store_for_location(
     token: Option<&str>,
 ) -> Result<Arc<dyn BackupStore>> {
     let location = location.trim();
-    if location.starts_with(FILE_SCHEME) {
-        return Ok(Arc::new(LocalStore::for_location(location)?));
-    }
-    if is_http_url(location) {
+    let store: Arc<dyn BackupStore> = if location.starts_with(FILE_SCHEME) {
+        Arc::new(LocalStore::for_location(location)?)
+    } else if is_http_url(location) {
         let token = token.map(str::trim).filter(|t| !t.is_empty());
         let Some(token) = token else {
             let base = location.rsplitn(3, '/').nth(2).unwrap_or(location);
             return Err(BackupError::NoToken(base.to_owned()));
         };
-        return Ok(Arc::new(SwiftStore::for_location(location, token)?));
-    }
-    Err(unknown_scheme(location))
+        Arc::new(SwiftStore::for_location(location, token)?)
+    } else {
+        return Err(unknown_scheme(location));
+    };
+    Ok(Arc::new(encrypt::CryptStore::with_process_key(store)))
 }
 
 fn unknown_scheme(url: &str) -> BackupError {

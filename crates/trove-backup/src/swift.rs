@@ -1061,7 +1061,13 @@ fn check_expected(info: &ObjectInfo, expected: Option<&str>) -> Result<()> {
 }
 
 fn refuse_unsupported(info: &ObjectInfo) -> Result<()> {
-    if let Some(scheme) = info.metadata.get(META_ENCRYPTION) {
+    // The ciphertext of the encryption this crate does is handed to its decrypting store
+    // (`encrypt::CryptStore`), which every store opened by location or URL is wrapped in.
+    if let Some(scheme) = info
+        .metadata
+        .get(META_ENCRYPTION)
+        .filter(|s| *s != crate::encrypt::SCHEME)
+    {
         return Err(BackupError::Unsupported(format!(
             "backup object {} is encrypted ({scheme}); this build cannot decrypt backups",
             info.location

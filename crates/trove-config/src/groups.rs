@@ -412,6 +412,10 @@ opt_group! {
         backup_aes_cbc_key: Secret = "",
             "Key decrypting old (pre-Victoria) encrypted backups.",
             removal();
+        backup_encryption_key: Secret = "",
+            "Base64 of a 32-byte key: the guest agent encrypts the backups it takes with \
+             AES-256-GCM before they leave the instance, and decrypts them on restore (a \
+             changed object is refused). Empty: backups are not encrypted. Trove-rs only.";
         backup_use_gzip_compression: bool = "true",
             "Ignored.",
             removal();

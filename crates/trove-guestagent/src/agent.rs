@@ -1085,12 +1085,29 @@ pub async fn serve(
     Ok(())
 }
 
+/// Sets the key backups are encrypted with from `[DEFAULT] backup_encryption_key` (empty:
+/// backups are not encrypted) for the stores this process opens.
+pub fn set_backup_key(config: &Config) -> Result<(), AgentError> {
+    let text = config.default.backup_encryption_key.expose_secret().trim();
+    let key = if text.is_empty() {
+        None
+    } else {
+        Some(
+            trove_backup::encrypt::EncryptionKey::from_base64(text)
+                .map_err(|e| AgentError::Config(e.to_string()))?,
+        )
+    };
+    trove_backup::encrypt::set_process_key(key);
+    Ok(())
+}
+
 /// The `trove-guestagent` program after configuration loading: settings from `config`
 /// (missing `guest_id` or an unknown `datastore_manager` is an error before anything else
 /// happens), RabbitMQ from `[DEFAULT] transport_url` with guest options, then [`serve`] until
 /// `shutdown`; the broker connection is closed at the end.
 pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<(), AgentError> {
     let settings = AgentSettings::from_config(config)?;
+    set_backup_key(config)?;
     let opts = guest_amqp_options(config, &settings.guest_id);
     let transport =
         AmqpTransport::connect_url(config.default.transport_url.expose_secret(), opts).await?;

@@ -630,3 +630,134 @@ async fn mariadb_backup_failures_are_reported() {
 
     g.stop().await;
 }
+
+/// With `backup_encryption_key` set, the object in the store is ciphertext (the encrypted
+/// stream's header, no xbstream or zstd magic), a new instance restores from it with the
+/// key, and an agent without the key refuses it before starting any server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_encrypted_backup_restores_only_with_its_key() {
+    if !can_run() {
+        return;
+    }
+    init_logging();
+    use base64::Engine as _;
+    let key_text = base64::engine::general_purpose::STANDARD.encode([42u8; 32]);
+    let key = trove_backup::encrypt::EncryptionKey::from_base64(&key_text).unwrap();
+    trove_backup::encrypt::set_process_key(Some(key.clone()));
+
+    let transport = InMemoryTransport::new();
+    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
+    let recorder = Arc::new(Recorder::default());
+    let _conductor = transport
+        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
+        .await
+        .expect("conductor stand-in serves");
+    let store_dir = tempfile::Builder::new()
+        .prefix("trove-backups-")
+        .tempdir()
+        .unwrap();
+    let store_url = format!("file://{}", store_dir.path().display());
+
+    let src = Guest::start(&transport, &conductor_topic).await;
+    src.api
+        .prepare(&ctx(), prepare_args(Value::Null))
+        .await
+        .unwrap();
+    let s = recorder
+        .wait_heartbeat(
+            &src.id,
+            &["healthy", "failed to spawn"],
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(s, "healthy");
+    let pool = app_pool(&src.inst).await;
+    sqlx::raw_sql(
+        "CREATE TABLE secret (id INT PRIMARY KEY, v TEXT); \
+         INSERT INTO secret VALUES (1, 'plain text that must not reach the store')",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let backup_id = uuid::Uuid::new_v4().to_string();
+    src.api
+        .create_backup(&ctx(), backup_info(&backup_id, &src.id, &store_url))
+        .await
+        .unwrap();
+    let u = recorder
+        .wait_backup_done(&backup_id, Duration::from_secs(300))
+        .await;
+    let done = u.last().unwrap();
+    assert_eq!(done["state"], "COMPLETED", "{u:?}");
+    let location = done["location"].as_str().unwrap().to_owned();
+    let checksum = done["checksum"].as_str().unwrap().to_owned();
+
+    // What the store holds: the encrypted stream, recorded as such.
+    let raw_store = LocalStore::for_location(&location).unwrap();
+    let head = raw_store.head(&location).await.unwrap();
+    assert_eq!(
+        head.metadata[trove_backup::META_ENCRYPTION],
+        trove_backup::encrypt::SCHEME
+    );
+    assert!(head.metadata.contains_key("lsn"), "{:?}", head.metadata);
+    let mut stored = Vec::new();
+    raw_store
+        .get(&location, Some(&checksum))
+        .await
+        .unwrap()
+        .read_to_end(&mut stored)
+        .await
+        .unwrap();
+    assert_eq!(&stored[..8], b"TRVBKE1\0");
+    let needle = b"plain text that must not reach the store";
+    assert!(!stored.windows(needle.len()).any(|w| w == needle));
+
+    let restore = json!({"id": backup_id, "location": location, "checksum": checksum,
+        "type": "mariabackup"});
+    // Without the key: refused, no server started.
+    trove_backup::encrypt::set_process_key(None);
+    let nokey = Guest::start(&transport, &conductor_topic).await;
+    nokey
+        .api
+        .prepare(&ctx(), prepare_args(restore.clone()))
+        .await
+        .unwrap();
+    let s = recorder
+        .wait_heartbeat(
+            &nokey.id,
+            &["healthy", "failed to spawn"],
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(s, "failed to spawn");
+    assert!(nokey.inst.server_pid().is_none(), "a server started");
+    let faults = format!("{:?}", recorder.calls("notify_exc_info"));
+    assert!(faults.contains("backup_encryption_key"), "{faults}");
+
+    // With the key: the rows are back.
+    trove_backup::encrypt::set_process_key(Some(key));
+    let dst = Guest::start(&transport, &conductor_topic).await;
+    dst.api
+        .prepare(&ctx(), prepare_args(restore))
+        .await
+        .unwrap();
+    let s = recorder
+        .wait_heartbeat(
+            &dst.id,
+            &["healthy", "failed to spawn"],
+            Duration::from_secs(300),
+        )
+        .await;
+    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
+    let pool = app_pool(&dst.inst).await;
+    let v: String = sqlx::query_scalar("SELECT v FROM secret WHERE id = 1")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(v, "plain text that must not reach the store");
+    pool.close().await;
+    for g in [src, nokey, dst] {
+        g.stop().await;
+    }
+}

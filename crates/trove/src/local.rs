@@ -63,6 +63,9 @@ impl GuestLauncher for InProcessLauncher {
             .map_err(|e| DriverError::host("reading the guest's configuration", e))?;
         let settings = AgentSettings::from_config(&loaded.config)
             .map_err(|e| DriverError::host("guest agent settings", e))?;
+        // Every in-process agent has the operator's one guest configuration: one key.
+        trove_guestagent::agent::set_backup_key(&loaded.config)
+            .map_err(|e| DriverError::host("guest agent settings", e))?;
         let agent = Agent::start(settings, self.transport.clone())
             .await
             .map_err(|e| DriverError::host("starting the guest agent", e))?;
