@@ -38,11 +38,11 @@
 //! feature adds only the zstd library itself, and its adapters plug an `AsyncRead` (the backup
 //! tool's stdout) straight into [`BackupStore::put`] without a blocking thread.
 //!
-//! Encryption (not built yet): authenticated encryption of each segment (AES-256-GCM with a
-//! per-segment nonce, key from the operator) belongs where a segment is produced and
-//! consumed: the stores' segment writers and verifying readers, with the object's
-//! metadata naming the scheme under [`META_ENCRYPTION`]. Until then an object whose metadata
-//! carries that key is refused on read rather than handed out as if it were plain.
+//! Encryption ([`encrypt`]): with an operator's key the stream is sealed with AES-256-GCM in
+//! authenticated frames before it reaches any store ([`encrypt::CryptStore`], which every
+//! store opened by URL or location is wrapped in), the object's metadata naming the scheme
+//! under [`META_ENCRYPTION`]; reads decrypt and refuse any change. An object encrypted with
+//! a scheme this build does not know is refused on read rather than handed out as plain.
 
 mod error;
 mod local;

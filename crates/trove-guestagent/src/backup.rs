@@ -26,7 +26,7 @@
 //! Incremental backups: `backup_info.parent` names the parent's location and checksum; the
 //! parent's `lsn` metadata becomes `--incremental-lsn`, and the object records
 //! `parent_location` and `parent_checksum`, by which a restore finds the chain.
-//! PostgreSQL backups are not done yet: they end FAILED with a message saying so.
+//! PostgreSQL backups are in [`crate::pgbackup`] (`pg_basebackup` and archived WAL).
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
