@@ -7,7 +7,7 @@
 //! STREAM construction:
 //!
 //! ```text
-//! "TRVBKE1\0" | nonce prefix (7 random bytes) | frame* 
+//! "TRVBKE1\0" | nonce prefix (7 random bytes) | frame*
 //! frame = u32 BE (ciphertext length | LAST bit 31) | ciphertext (plaintext + 16-byte tag)
 //! nonce of frame i = prefix | u32 BE i | 1 if last else 0
 //! ```
@@ -129,7 +129,8 @@ impl<R> EncryptReader<R> {
             .index
             .checked_add(1)
             .ok_or_else(|| invalid("backup stream too long to encrypt"))?;
-        let len = u32::try_from(sealed.len()).expect("frame fits u32") | if last { LAST } else { 0 };
+        let len =
+            u32::try_from(sealed.len()).expect("frame fits u32") | if last { LAST } else { 0 };
         self.out.clear();
         self.pos = 0;
         self.out.extend_from_slice(&len.to_be_bytes());
@@ -290,7 +291,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for DecryptReader<R> {
                 .cipher
                 .decrypt(Nonce::from_slice(&n), this.buf.as_slice())
                 .map_err(|_| {
-                    invalid("encrypted backup frame does not authenticate (changed, or another key)")
+                    invalid(
+                        "encrypted backup frame does not authenticate (changed, or another key)",
+                    )
                 })?;
             this.index = this.index.wrapping_add(1);
             this.out = plain;
@@ -387,7 +390,13 @@ impl BackupStore for CryptStore {
     async fn set_metadata(&self, location: &str, metadata: &Metadata) -> Result<()> {
         // The scheme stays recorded whatever the caller replaces.
         let mut metadata = metadata.clone();
-        if let Some(s) = self.inner.head(location).await?.metadata.get(META_ENCRYPTION) {
+        if let Some(s) = self
+            .inner
+            .head(location)
+            .await?
+            .metadata
+            .get(META_ENCRYPTION)
+        {
             metadata.insert(META_ENCRYPTION.into(), s.clone());
         }
         self.inner.set_metadata(location, &metadata).await
@@ -451,7 +460,12 @@ mod tests {
         }
         // Cut at a frame boundary (the last frame missing) and anywhere else.
         let first_frame = 15 + 4 + FRAME + TAG;
-        for cut in [first_frame, first_frame + 4 + FRAME + TAG, sealed.len() - 3, 10] {
+        for cut in [
+            first_frame,
+            first_frame + 4 + FRAME + TAG,
+            sealed.len() - 3,
+            10,
+        ] {
             assert!(open(&sealed[..cut], &k).await.is_err(), "cut at {cut}");
         }
         // Extra bytes after the last frame.
