@@ -431,3 +431,136 @@ fn metadata_kind(key: &str) -> &'static str {
         _ => "datastore version metadata",
     }
 }
+
+/// What still uses a datastore version that an admin wants to delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct VersionUsers {
+    /// Instances not deleted.
+    instances: i64,
+    /// Backups not deleted.
+    backups: i64,
+    /// Configuration groups not deleted.
+    configurations: i64,
+    /// Clusters (deleted or not: their rows cannot lose the version).
+    clusters: i64,
+}
+
+impl VersionUsers {
+    /// Whether nothing uses the version.
+    fn is_empty(&self) -> bool {
+        *self == VersionUsers::default()
+    }
+}
+
+impl Db {
+    /// Deletes a datastore version (`DELETE /mgmt/datastore-versions/{id}`), in one
+    /// transaction: refused with [`DbError::Conflict`] (nothing changed) while a live
+    /// instance, backup, configuration group or any cluster uses it; otherwise its
+    /// configuration parameters, metadata and capability overrides go with it, deleted
+    /// instances and backups keep their rows without the version, and the datastore loses
+    /// it as its default. Unknown id -> [`DbError::NotFound`].
+    pub async fn datastore_version_delete(&self, id: &str) -> Result<(), DbError> {
+        let sel = self.sql("SELECT datastore_id FROM datastore_versions WHERE id = ?");
+        let counts = [
+            self.sql("SELECT COUNT(*) FROM instances WHERE datastore_version_id = ? AND (deleted IS NULL OR deleted = FALSE)"),
+            self.sql("SELECT COUNT(*) FROM backups WHERE datastore_version_id = ? AND (deleted IS NULL OR deleted = FALSE)"),
+            self.sql("SELECT COUNT(*) FROM configurations WHERE datastore_version_id = ? AND deleted = FALSE"),
+            self.sql("SELECT COUNT(*) FROM clusters WHERE datastore_version_id = ?"),
+        ];
+        let cleanup = [
+            self.sql(
+                "UPDATE instances SET datastore_version_id = NULL WHERE datastore_version_id = ?",
+            ),
+            self.sql(
+                "UPDATE backups SET datastore_version_id = NULL WHERE datastore_version_id = ?",
+            ),
+            self.sql(
+                "DELETE FROM datastore_configuration_parameters WHERE datastore_version_id = ?",
+            ),
+            self.sql("DELETE FROM datastore_version_metadata WHERE datastore_version_id = ?"),
+            self.sql("DELETE FROM capability_overrides WHERE datastore_version_id = ?"),
+            self.sql(
+                "UPDATE datastores SET default_version_id = NULL WHERE default_version_id = ?",
+            ),
+            self.sql("DELETE FROM datastore_versions WHERE id = ?"),
+        ];
+        with_pool!(self, p => {
+            let mut tx = begin_write!(self, p);
+            let found: Option<(Option<String>,)> =
+                sqlx::query_as(&sel).bind(id).fetch_optional(&mut *tx).await?;
+            if found.is_none() {
+                return Err(DbError::NotFound { kind: "datastore version", id: id.to_string() });
+            }
+            let mut n = [0i64; 4];
+            for (slot, sql) in n.iter_mut().zip(&counts) {
+                let (c,): (i64,) = sqlx::query_as(sql).bind(id).fetch_one(&mut *tx).await?;
+                *slot = c;
+            }
+            let users = VersionUsers {
+                instances: n[0],
+                backups: n[1],
+                configurations: n[2],
+                clusters: n[3],
+            };
+            if !users.is_empty() {
+                return Err(DbError::Conflict(version_in_use_message(id, &users)));
+            }
+            for sql in &cleanup {
+                sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
+    /// Renames a datastore version, in one transaction: another version of the same
+    /// datastore with the new name and the same version number -> [`DbError::AlreadyExists`]
+    /// (nothing changed). Unknown id -> [`DbError::NotFound`].
+    pub async fn datastore_version_rename(&self, id: &str, name: &str) -> Result<(), DbError> {
+        let sel = self.sql(&format!(
+            "SELECT {DV_COLS} FROM datastore_versions WHERE id = ?"
+        ));
+        let clash = self.sql(
+            "SELECT COUNT(*) FROM datastore_versions WHERE datastore_id = ? AND name = ? AND version = ? AND id <> ?",
+        );
+        let upd = self.sql("UPDATE datastore_versions SET name = ?, version = ? WHERE id = ?");
+        with_pool!(self, p => {
+            let mut tx = begin_write!(self, p);
+            let row: Option<DatastoreVersion> =
+                sqlx::query_as(&sel).bind(id).fetch_optional(&mut *tx).await?;
+            let Some(row) = row else {
+                return Err(DbError::NotFound { kind: "datastore version", id: id.to_string() });
+            };
+            // A version stored without a number is numbered by its name: keep the number.
+            let number = row.version.clone().unwrap_or_else(|| row.name.clone());
+            let (c,): (i64,) = sqlx::query_as(&clash)
+                .bind(&row.datastore_id).bind(name).bind(&number).bind(id)
+                .fetch_one(&mut *tx).await?;
+            if c > 0 {
+                return Err(DbError::AlreadyExists { kind: "datastore version", id: name.to_string() });
+            }
+            sqlx::query(&upd).bind(name).bind(&number).bind(id).execute(&mut *tx).await
+                .map_err(map_unique("datastore version", name))?;
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+}
+
+/// Why a version cannot be deleted, naming what uses it.
+fn version_in_use_message(id: &str, u: &VersionUsers) -> String {
+    let parts: Vec<String> = [
+        (u.instances, "instance(s)"),
+        (u.backups, "backup(s)"),
+        (u.configurations, "configuration group(s)"),
+        (u.clusters, "cluster(s)"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect();
+    format!(
+        "Datastore version {id} is in use by {} and cannot be deleted.",
+        parts.join(", ")
+    )
+}
