@@ -1,20 +1,28 @@
 //! Management of datastore versions and their configuration parameters (api.md §19.4,
 //! §19.6), admins only (401 otherwise):
-//! - `GET`/`POST /mgmt/datastore-versions`, `GET`/`PATCH /mgmt/datastore-versions/{id}`;
-//!   `DELETE /mgmt/datastore-versions/{id}` and renaming a version answer 501: the
-//!   repository layer offers no way to remove or rename a version row yet;
+//! - `GET`/`POST /mgmt/datastore-versions`, `GET`/`PATCH`/`DELETE
+//!   /mgmt/datastore-versions/{id}`; `PATCH` renames with `name` (the version number is
+//!   kept; a clash with another version of the datastore answers 400), `DELETE` answers 400
+//!   while a live instance, backup or configuration group (or any cluster) uses the version,
+//!   and otherwise removes it with its parameters and metadata and clears the datastore's
+//!   default, in one transaction;
 //! - `/mgmt/datastores/versions/{version}/parameters[/{name}]`: list, create, show,
 //!   update and delete the validation rules of a version.
 //!
-//! Not checked: that `image` names an existing image (there is no image service client in
-//! this API; the compute driver resolves the image when an instance is built).
+//! The image: where the API runs with an image service (an [`ImageCheck`] in the router's
+//! extensions, as the OpenStack compute driver sets up: Glance), `image` must name an
+//! existing image and, without `image`, `image_tags` must select an active one (400
+//! otherwise), on create and on an update that changes them. Without one (the local driver,
+//! which boots no image) neither is checked: any value is stored as given.
 
 use std::collections::HashSet;
+use std::fmt::Debug;
+use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
 use trove_db::{ConfigParam, ConfigParamRule, DatastoreVersion, DatastoreVersionSpec, DbError};
 
@@ -109,6 +117,28 @@ fn string_list(
         out.push(s.to_string());
     }
     Some(out)
+}
+
+/// The image service's view of a version's image (see the module's notes).
+#[async_trait::async_trait]
+pub trait ImageCheck: Send + Sync + Debug {
+    /// `Ok` when `image` (if given) exists, else when an active image carries all of
+    /// `tags`; a 400 with the reason otherwise (or the error of an unreachable service).
+    async fn check(&self, image: Option<&str>, tags: &[String]) -> ApiResult<()>;
+}
+
+/// What the handlers extract: the router's image check, if any.
+type Images = Option<Extension<Arc<dyn ImageCheck>>>;
+
+async fn check_image(images: &Images, image: &str, tags: &[String]) -> ApiResult<()> {
+    match images {
+        Some(Extension(check)) => {
+            check
+                .check(Some(image).filter(|i| !i.is_empty()), tags)
+                .await
+        }
+        None => Ok(()),
+    }
 }
 
 /// The optional fields shared by create and update.
@@ -243,6 +273,7 @@ pub async fn show(
 pub async fn create(
     State(state): State<AppState>,
     ctx: RequestContext,
+    images: Images,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     ctx.require_admin()?;
@@ -254,6 +285,7 @@ pub async fn create(
             "Image ID or image tags must be specified.",
         ));
     }
+    check_image(&images, &image, &tags).await?;
     let (name, ds_name, manager) = (
         f.name.clone().unwrap_or_default(),
         f.datastore_name.clone().unwrap_or_default(),
@@ -303,16 +335,12 @@ pub async fn update(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path((_project, id)): Path<(String, String)>,
+    images: Images,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
     ctx.require_admin()?;
     let f = parse_update(&body)?;
     let v = load_version_by_id(&state, &id).await?;
-    if f.name.as_deref().is_some_and(|n| n != v.name) {
-        return Err(ApiError::not_implemented(
-            "Renaming a datastore version is not supported by this deployment.",
-        ));
-    }
     let db = state.db();
     let image = f
         .image
@@ -327,14 +355,40 @@ pub async fn update(
             "Image ID or image tags must be specified.",
         ));
     }
+    if f.image.is_some() || f.image_tags.is_some() {
+        let tag_list: Vec<String> = tags
+            .split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        check_image(&images, &image, &tag_list).await?;
+    }
     let manager = f
         .manager
         .clone()
         .or_else(|| v.manager.clone())
         .unwrap_or_default();
+    // The rename comes first: a clash with another version refuses the whole request
+    // before anything is changed.
+    let name = match f.name.as_deref().filter(|n| *n != v.name) {
+        Some(new_name) => {
+            db.datastore_version_rename(&v.id, new_name)
+                .await
+                .map_err(|e| match e {
+                    DbError::AlreadyExists { .. } => ApiError::bad_request(format!(
+                        "A datastore version with the name '{new_name}' and version '{}' \
+                         already exists.",
+                        v.version.as_deref().unwrap_or(&v.name)
+                    )),
+                    other => other.into(),
+                })?;
+            new_name.to_string()
+        }
+        None => v.name.clone(),
+    };
     db.datastore_version_upsert(&DatastoreVersionSpec {
         datastore: v.datastore_id.clone(),
-        name: v.name.clone(),
+        name,
         manager,
         image_id: image,
         packages: match &f.packages {
@@ -366,18 +420,26 @@ pub async fn update(
     Ok(empty(StatusCode::ACCEPTED))
 }
 
-/// `DELETE /mgmt/datastore-versions/{id}`: the version must exist (400); removing it is
-/// not supported yet (501).
+/// `DELETE /mgmt/datastore-versions/{id}`: 202, empty. Unknown version 400; a version in
+/// use 400 with what uses it (nothing is changed). Its configuration parameters and
+/// metadata go with it, and a datastore whose default it was has no default afterwards.
 pub async fn delete(
     State(state): State<AppState>,
     ctx: RequestContext,
     Path((_project, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     ctx.require_admin()?;
-    load_version_by_id(&state, &id).await?;
-    Err(ApiError::not_implemented(
-        "Deleting a datastore version is not supported by this deployment.",
-    ))
+    let v = load_version_by_id(&state, &id).await?;
+    state
+        .db()
+        .datastore_version_delete(&v.id)
+        .await
+        .map_err(|e| match e {
+            DbError::Conflict(msg) => ApiError::bad_request(msg),
+            other => other.into(),
+        })?;
+    tracing::info!(version_id = %v.id, "datastore version deleted");
+    Ok(empty(StatusCode::ACCEPTED))
 }
 
 // ---------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ pub struct Options {
     pub authenticator: Option<Arc<dyn trove_api::auth::Authenticator>>,
     pub enforcer: Option<Arc<Enforcer>>,
     pub without_taskmanager: bool,
+    /// The image service the datastore-version handlers check images with.
+    pub images: Option<Arc<dyn trove_api::handlers::mgmt_datastores::ImageCheck>>,
 }
 
 impl Default for Options {
@@ -51,6 +53,7 @@ impl Default for Options {
             authenticator: None,
             enforcer: None,
             without_taskmanager: false,
+            images: None,
         }
     }
 }
@@ -90,7 +93,10 @@ impl TestApp {
         if let Some(l) = opts.rate_limits {
             builder = builder.rate_limits(l);
         }
-        let router = builder.build();
+        let router = match opts.images {
+            Some(check) => builder.build().layer(axum::Extension(check)),
+            None => builder.build(),
+        };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
