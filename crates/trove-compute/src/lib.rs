@@ -298,6 +298,20 @@ pub struct Server {
 /// Servers: the machines guests run on.
 #[async_trait]
 pub trait ComputeDriver: Send + Sync + fmt::Debug {
+    /// The image a server of a datastore version boots from, resolved before anything is
+    /// made for an instance: `image_id` when set, else what `image_tags` select. Drivers
+    /// that boot no image (the local one) take whatever the version names, as it is (the
+    /// default). A driver with an image service fails with [`DriverError::Invalid`] when
+    /// the image does not exist or no image carries the tags.
+    async fn resolve_image(
+        &self,
+        image_id: Option<&str>,
+        image_tags: &[String],
+    ) -> Result<Option<String>> {
+        let _ = image_tags;
+        Ok(image_id.map(str::to_owned).filter(|i| !i.is_empty()))
+    }
+
     /// Creates a server for `req` and starts it; returns once it has an id (it may still
     /// be [`ServerStatus::Build`]). On error nothing of the server is left.
     async fn create_server(&self, req: &ServerRequest) -> Result<Server>;

@@ -313,6 +313,14 @@ impl OpenStackDriver {
 
 #[async_trait]
 impl ComputeDriver for OpenStackDriver {
+    async fn resolve_image(
+        &self,
+        image_id: Option<&str>,
+        image_tags: &[String],
+    ) -> Result<Option<String>> {
+        self.image_for_version(image_id, image_tags).await.map(Some)
+    }
+
     async fn create_server(&self, req: &ServerRequest) -> Result<Server> {
         let snippet = self.cloudinit_snippet(&req.datastore_manager).await?;
         let user_data = render_user_data(

@@ -29,7 +29,9 @@
 //! * ports named `trove-<id>`: one per tenant NIC, then the management port on the last
 //!   `management_networks` entry with `management_security_groups` (or the instance's group);
 //! * Cinder volume `trove-<id>` (when the datastore uses volumes);
-//! * the Nova server, booted from the image with the volume as a BDMv2 entry, `key_name =
+//! * the Nova server, booted from the datastore version's image (its id, checked in Glance,
+//!   or the newest active Glance image carrying all its tags:
+//!   [`OpenStackDriver::image_for_version`]) with the volume as a BDMv2 entry, `key_name =
 //!   nova_keypair`, the guest's files as `#cloud-config` user data, `config_drive =
 //!   use_nova_server_config_drive`, metadata `trove_project_id`, `trove_user_id`,
 //!   `trove_instance_id` and tags `trove_instance`, `trove_<manager>`,
@@ -55,6 +57,10 @@
 //!   action in the wrong state, delete to 404 with nothing left in Placement, idempotent
 //!   delete, a flavor too big for the host ending in ERROR with "No valid host was found",
 //!   wrong credentials and an unreachable Nova.
+//! * `tests/glance.rs` (the same stack's Glance): images uploaded with unique tags per
+//!   test and deleted after; the newest active image carrying every tag wins over older
+//!   ones, ones missing a tag and a newer queued one; no match and an unknown image id are
+//!   refused with a readable error.
 //! * `tests/neutron.rs` (real Neutron 29 with ML2/OVN; `target/nova-stack-ovn`, ports
 //!   29600-29610): security group `trove_sg-<id>` with its rules, tenant and management
 //!   ports `trove-<id>` in that group, a server booted on them showing their addresses,
@@ -80,6 +86,7 @@ use trove_config::Config;
 
 mod cloudinit;
 mod compute;
+mod glance;
 mod network;
 mod volume;
 
@@ -158,6 +165,8 @@ pub struct OpenStackOptions {
     pub network: ServiceEndpoint,
     /// Cinder (`cinder_service_type`, `cinder_url`).
     pub volume: ServiceEndpoint,
+    /// Glance (`glance_service_type`, `glance_url`).
+    pub image: ServiceEndpoint,
     /// Nova microversion of every compute request (`nova_client_version`, at least 2.52 for
     /// tags at create).
     pub nova_microversion: String,
@@ -228,6 +237,10 @@ impl OpenStackOptions {
                 service_type: d.cinder_service_type.clone(),
                 url: d.cinder_url.as_ref().map(|u| u.to_string()),
             },
+            image: ServiceEndpoint {
+                service_type: d.glance_service_type.clone(),
+                url: d.glance_url.as_ref().map(|u| u.to_string()),
+            },
             nova_microversion: d.nova_client_version.clone(),
             keypair: d.nova_keypair.clone().filter(|k| !k.is_empty()),
             config_drive: d.use_nova_server_config_drive,
@@ -264,6 +277,7 @@ struct Inner {
     compute: GenericService,
     network: GenericService,
     volume: GenericService,
+    image: GenericService,
     opts: OpenStackOptions,
     /// `(major, minor)` of `opts.nova_microversion`.
     nova_version: (u16, u16),
@@ -286,6 +300,7 @@ fn static_type(t: &str) -> &'static str {
         "volumev3" => "volumev3",
         "block-storage" => "block-storage",
         "volume" => "volume",
+        "image" => "image",
         other => Box::leak(other.to_owned().into_boxed_str()),
     }
 }
@@ -360,10 +375,15 @@ impl OpenStackDriver {
             static_type(&opts.volume.service_type),
             VersionSelector::Major(3),
         );
+        let image = GenericService::new(
+            static_type(&opts.image.service_type),
+            VersionSelector::Major(2),
+        );
         for (svc, ep) in [
             (compute, &opts.compute),
             (network, &opts.network),
             (volume, &opts.volume),
+            (image, &opts.image),
         ] {
             if let Some(url) = &ep.url {
                 let url = url.parse().map_err(|e| {
@@ -378,6 +398,7 @@ impl OpenStackDriver {
                 compute,
                 network,
                 volume,
+                image,
                 opts,
                 nova_version,
             }),
@@ -435,6 +456,7 @@ pub(crate) enum Svc {
     Compute,
     Network,
     Volume,
+    Image,
 }
 
 /// A failed request: the osauth error and what was being done.
@@ -478,6 +500,7 @@ impl OpenStackDriver {
             Svc::Compute => inner.compute,
             Svc::Network => inner.network,
             Svc::Volume => inner.volume,
+            Svc::Image => inner.image,
         };
         let to_err = |e: osauth::Error| CallError {
             kind: e.kind(),
@@ -495,7 +518,7 @@ impl OpenStackDriver {
                         .header("OpenStack-API-Version", format!("compute {v}"))
                         .header("X-OpenStack-Nova-API-Version", v),
                     Svc::Volume => req.header("OpenStack-API-Version", format!("volume {v}")),
-                    Svc::Network => req,
+                    Svc::Network | Svc::Image => req,
                 };
             }
             if let Some(b) = body {
