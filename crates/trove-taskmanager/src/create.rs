@@ -253,6 +253,38 @@ impl TaskManager {
             None => None,
         };
 
+        // 0. Image: the request's id, else the version's id or tags, resolved before
+        // anything is made (no image, no server).
+        let row_version = match &inst.datastore_version_id {
+            Some(vid) => Some(self.db.datastore_version_get(vid).await?),
+            None => None,
+        };
+        let image_tags: Vec<String> = row_version
+            .as_ref()
+            .and_then(|v| v.image_tags.as_deref())
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned)
+            .collect();
+        let wanted_image = Some(args.image_id.as_str())
+            .filter(|i| !i.is_empty())
+            .or_else(|| row_version.as_ref().and_then(|v| v.image_id.as_deref()))
+            .filter(|i| !i.is_empty());
+        let image_id = step(id, "image", async {
+            self.drivers
+                .compute
+                .resolve_image(wanted_image, &image_tags)
+                .await
+                .map_err(|source| TaskError::Driver {
+                    step: "image",
+                    task: TaskStatus::BuildingErrorServer,
+                    source,
+                })
+        })
+        .await?;
+
         // 1. Network.
         let ports = step(id, "network", async {
             self.drivers
@@ -339,7 +371,7 @@ impl TaskManager {
                     project_id: inst.tenant_id.clone().unwrap_or_default(),
                     name: one.name.clone(),
                     datastore_manager: manager.to_owned(),
-                    image_id: Some(args.image_id.clone()).filter(|s| !s.is_empty()),
+                    image_id: image_id.clone(),
                     flavor: flavor.clone(),
                     ports: ports.clone(),
                     volume: volume.clone(),

@@ -32,6 +32,10 @@ struct FakeCloud {
     ports: Mutex<HashMap<String, Port>>,
     fail_volume: AtomicBool,
     fail_server: AtomicBool,
+    /// `(image id, tags)` of every image resolution.
+    image_lookups: Mutex<Vec<(Option<String>, Vec<String>)>>,
+    /// The image of every server created.
+    server_images: Mutex<Vec<Option<String>>>,
 }
 
 impl FakeCloud {
@@ -56,8 +60,33 @@ impl FakeCloud {
 
 #[async_trait]
 impl ComputeDriver for FakeCloud {
+    /// An image service with one image per tag set, and none with the tag `no-image`.
+    async fn resolve_image(
+        &self,
+        image_id: Option<&str>,
+        image_tags: &[String],
+    ) -> trove_compute::Result<Option<String>> {
+        self.image_lookups
+            .lock()
+            .unwrap()
+            .push((image_id.map(str::to_owned), image_tags.to_vec()));
+        if image_tags.iter().any(|t| t == "no-image") {
+            return Err(DriverError::Invalid(format!(
+                "No active image found with the tags {}.",
+                image_tags.join(", ")
+            )));
+        }
+        Ok(Some(image_id.map_or_else(
+            || format!("img-{}", image_tags.join("-")),
+            str::to_owned,
+        )))
+    }
     async fn create_server(&self, req: &ServerRequest) -> trove_compute::Result<Server> {
         self.call(format!("create_server {}", req.instance_id));
+        self.server_images
+            .lock()
+            .unwrap()
+            .push(req.image_id.clone());
         tokio::time::sleep(Duration::from_millis(20)).await;
         if self.fail_server.load(Ordering::SeqCst) {
             return Err(DriverError::Exhausted(
@@ -568,4 +597,69 @@ async fn recovery_completes_a_create_whose_guest_came_up_after_its_taskmanager_s
     assert_eq!(s.task("i-late").await, TaskStatus::None);
     assert!(s.db.instance_fault_get("i-late").await.unwrap().is_none());
     assert_eq!(s.cloud.count("delete_server"), 0, "{:?}", s.cloud.calls());
+}
+
+/// Gives the seeded version image tags instead of an image id.
+async fn tag_version(db: &Db, tags: &str) {
+    db.datastore_version_upsert(&trove_db::DatastoreVersionSpec {
+        datastore: "mariadb".into(),
+        name: "10.11".into(),
+        manager: "mariadb".into(),
+        image_id: String::new(),
+        packages: String::new(),
+        active: true,
+        image_tags: Some(tags.into()),
+        version: Some("10.11.19".into()),
+        registry_ext: None,
+        repl_strategy: None,
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_image_is_resolved_from_the_version_tags_before_anything_is_made() {
+    let s = setup(60).await;
+    tag_version(&s.db, "trove, mariadb").await;
+    let req = s.instance("i-img").await;
+    s.guest_reports("i-img", ServiceStatus::Healthy, Duration::from_millis(300));
+    s.taskmanager()
+        .run_request(RpcContext::new_internal(), req)
+        .await;
+    assert_eq!(s.task("i-img").await, TaskStatus::None);
+    assert_eq!(
+        s.cloud.image_lookups.lock().unwrap().clone(),
+        vec![(None, vec!["trove".to_string(), "mariadb".to_string()])]
+    );
+    assert_eq!(
+        s.cloud.server_images.lock().unwrap().clone(),
+        vec![Some("img-trove-mariadb".to_string())]
+    );
+}
+
+#[tokio::test]
+async fn no_image_for_the_tags_fails_the_create_with_a_readable_fault_and_nothing_made() {
+    let s = setup(60).await;
+    tag_version(&s.db, "trove,no-image").await;
+    let req = s.instance("i-noimg").await;
+    s.taskmanager()
+        .run_request(RpcContext::new_internal(), req)
+        .await;
+    assert_eq!(s.task("i-noimg").await, TaskStatus::BuildingErrorServer);
+    let fault = s.db.instance_fault_get("i-noimg").await.unwrap().unwrap();
+    assert!(
+        fault
+            .message
+            .contains("No active image found with the tags trove, no-image."),
+        "{}",
+        fault.message
+    );
+    // Nothing was asked for (the clean-up after a failed create releases, idempotently).
+    assert_eq!(
+        s.cloud.count("allocate") + s.cloud.count("create_"),
+        0,
+        "{:?}",
+        s.cloud.calls()
+    );
+    assert!(s.cloud.empty());
 }
