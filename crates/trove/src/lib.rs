@@ -19,6 +19,7 @@ use trove_rpc::Transport;
 
 pub mod aio;
 pub mod flavors;
+pub mod images;
 pub mod local;
 
 /// Starts logging to standard error. `RUST_LOG` refines the filter; without it the level is
@@ -174,7 +175,8 @@ pub fn api_listen_address(config: &Config) -> SocketAddr {
 
 /// The API's router: policy (`[oslo_policy] policy_file`, relative to `base_dir`),
 /// authentication (`auth_strategy`), taskmanager casts and guest calls over `transport`,
-/// flavors from `flavors` (see [`flavors::flavor_source`]).
+/// flavors from `flavors` (see [`flavors::flavor_source`]), images checked in Glance with
+/// the OpenStack driver (see [`images::image_check`]).
 pub fn api_router(
     config: Arc<Config>,
     db: trove_db::Db,
@@ -194,7 +196,7 @@ pub fn api_router(
             &config.default.taskmanager_queue,
             trove_taskmanager::taskmanager_key(&config),
         )));
-    Ok(trove_api::ApiApp::builder(
+    let router = trove_api::ApiApp::builder(
         config.clone(),
         db,
         Arc::new(enforcer),
@@ -203,5 +205,10 @@ pub fn api_router(
     )
     .guests(Arc::new(RpcGuestClients::from_config(transport, &config)))
     .flavors(flavors)
-    .build())
+    .build();
+    // The datastore-version handlers check images where there is an image service.
+    Ok(match images::image_check(&config) {
+        Some(check) => router.layer(axum::Extension(check)),
+        None => router,
+    })
 }
