@@ -3,11 +3,11 @@
 //! delete leaving nothing; and a create over the project's Cinder quota ending in a clear
 //! error with nothing left. The stack (NEUTRON=ovn with Cinder, target/nova-stack-ovn,
 //! ports 29600-29611) is brought up once per test run by `scripts/nova-test-stack.sh`;
-//! `TROVE_CINDER_STACK_DIR` and `TROVE_CINDER_STACK_BASE` point the test at another one.
+//! `TROVE_OVN_STACK_DIR` and `TROVE_OVN_STACK_BASE` point the test at another one.
+
+mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -19,31 +19,7 @@ use trove_config::Config;
 use trove_openstack::OpenStackDriver;
 
 fn cinder_stack() -> HashMap<String, String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::var_os("TROVE_CINDER_STACK_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo.join("target/nova-stack-ovn"));
-    let base = std::env::var("TROVE_CINDER_STACK_BASE").unwrap_or_else(|_| "29600".into());
-    let out = Command::new(repo.join("scripts/nova-test-stack.sh"))
-        .env("NEUTRON", "ovn")
-        .env("CINDER", "1")
-        .env("NOVA_TEST_DIR", dir)
-        .env("NOVA_TEST_BASE", base)
-        .output()
-        .expect("run scripts/nova-test-stack.sh");
-    assert!(
-        out.status.success(),
-        "nova-test-stack.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let env_path = PathBuf::from(stdout.lines().last().expect("env path").trim());
-    let env: HashMap<String, String> = std::fs::read_to_string(&env_path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+    let env = common::ovn_stack();
     assert_eq!(env.get("CINDER").map(String::as_str), Some("1"), "{env:?}");
     env
 }

@@ -3,9 +3,9 @@
 //! nothing. The stack (NEUTRON=ovn, ports 29600-29610, target/nova-stack-ovn) is brought up
 //! once per test run by `scripts/nova-test-stack.sh`.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -15,29 +15,6 @@ use trove_compute::{
 };
 use trove_config::Config;
 use trove_openstack::OpenStackDriver;
-
-fn ovn_stack() -> HashMap<String, String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(repo.join("scripts/nova-test-stack.sh"))
-        .env("NEUTRON", "ovn")
-        .env("NOVA_TEST_DIR", repo.join("target/nova-stack-ovn"))
-        .env("NOVA_TEST_BASE", "29600")
-        .output()
-        .expect("run scripts/nova-test-stack.sh");
-    assert!(
-        out.status.success(),
-        "nova-test-stack.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let env_path = PathBuf::from(stdout.lines().last().expect("env path").trim());
-    std::fs::read_to_string(&env_path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
 
 async fn driver(env: &HashMap<String, String>) -> OpenStackDriver {
     let text = format!(
@@ -66,7 +43,7 @@ async fn named(d: &OpenStackDriver, collection: &str, name: &str) -> Vec<Value> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ports_and_security_group_on_real_neutron() {
-    let env = ovn_stack();
+    let env = common::ovn_stack();
     let d = driver(&env).await;
     let instance_id = uuid::Uuid::new_v4().to_string();
     let req = NetworkRequest {
@@ -188,7 +165,7 @@ async fn ports_and_security_group_on_real_neutron() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_allocation_leaves_nothing() {
-    let mut env = ovn_stack();
+    let mut env = common::ovn_stack();
     // A management network that does not exist: the port fails after the group was made.
     env.insert("NETWORK_ID".into(), uuid::Uuid::new_v4().to_string());
     let d = driver(&env).await;

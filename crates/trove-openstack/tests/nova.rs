@@ -2,9 +2,9 @@
 //! -conductor, -scheduler and -compute with Nova's fake virt driver, and the Neutron
 //! stand-in), brought up once per test run by `scripts/nova-test-stack.sh` under target/.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD as B64;
@@ -16,27 +16,6 @@ use trove_compute::{
 };
 use trove_config::Config;
 use trove_openstack::OpenStackDriver;
-
-/// The stack's `env` file as a map (starts the stack when it does not run).
-fn stack() -> HashMap<String, String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(repo.join("scripts/nova-test-stack.sh"))
-        .output()
-        .expect("run scripts/nova-test-stack.sh");
-    assert!(
-        out.status.success(),
-        "nova-test-stack.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let env_path = PathBuf::from(stdout.lines().last().expect("env path").trim());
-    std::fs::read_to_string(&env_path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
 
 /// trove.conf for the service user `trove` (project `service`) of the stack.
 fn config(env: &HashMap<String, String>, extra_default: &str) -> Config {
@@ -191,7 +170,7 @@ fn unique_id() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_lifecycle_on_real_nova() {
-    let env = stack();
+    let env = common::nova_stack();
     let d = driver(&env).await;
     let instance_id = unique_id();
 
@@ -310,7 +289,7 @@ async fn server_lifecycle_on_real_nova() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flavor_too_big_ends_in_error_with_nova_fault() {
-    let env = stack();
+    let env = common::nova_stack();
     let d = driver(&env).await;
     // Bigger than the fake host's 800000 MB (and within the default RAM quota of
     // 1024000 MB, so Nova accepts the request): the scheduler finds no host.
@@ -344,7 +323,7 @@ async fn flavor_too_big_ends_in_error_with_nova_fault() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_credentials_and_unreachable_nova_are_clear_errors() {
-    let env = stack();
+    let env = common::nova_stack();
     let text = format!(
         "[service_credentials]\nauth_url = {}\nusername = trove\npassword = wrong\n\
          project_name = service\n",

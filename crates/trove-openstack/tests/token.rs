@@ -3,34 +3,14 @@
 //! next Nova call is refused with 401, and the driver logs in again and carries on. Runs
 //! against the real Keystone and Nova of `scripts/nova-test-stack.sh`.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::json;
 use trove_compute::ComputeDriver;
 use trove_config::Config;
 use trove_openstack::OpenStackDriver;
-
-fn stack() -> HashMap<String, String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(repo.join("scripts/nova-test-stack.sh"))
-        .output()
-        .expect("run scripts/nova-test-stack.sh");
-    assert!(
-        out.status.success(),
-        "nova-test-stack.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let env_path = PathBuf::from(stdout.lines().last().expect("env path").trim());
-    std::fs::read_to_string(&env_path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
 
 /// The token the driver's session holds now (what it would send with its next request).
 async fn token_of(d: &OpenStackDriver) -> String {
@@ -67,7 +47,7 @@ async fn admin_token(env: &HashMap<String, String>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_service_token_is_replaced_by_a_new_login() {
-    let env = stack();
+    let env = common::nova_stack();
     let text = format!(
         "[service_credentials]\nauth_url = {}\nusername = trove\npassword = trove\n\
          project_name = service\nregion_name = RegionOne\n",

@@ -16,6 +16,8 @@
 //! test command provides all of them.
 
 mod common;
+#[path = "../../trove-openstack/tests/common/mod.rs"]
+mod stacks;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,30 +29,6 @@ use base64::Engine as _;
 use common::cluster::{Cluster, Options};
 use common::{mariadb, Tenant};
 use serde_json::{json, Value};
-
-/// The OVN stack's `env` file as a map (starts the stack when it does not run).
-fn ovn_stack() -> HashMap<String, String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(repo.join("scripts/nova-test-stack.sh"))
-        .env("NEUTRON", "ovn")
-        .env("NOVA_TEST_DIR", repo.join("target/nova-stack-ovn"))
-        .env("NOVA_TEST_BASE", "29600")
-        .output()
-        .expect("run scripts/nova-test-stack.sh");
-    assert!(
-        out.status.success(),
-        "nova-test-stack.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let env_path = PathBuf::from(stdout.lines().last().expect("env path").trim());
-    std::fs::read_to_string(&env_path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
 
 /// The cloud as its operator sees it: the service user `trove` (admin in the stack).
 struct Cloud {
@@ -460,7 +438,7 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
         eprintln!("skipped: needs root to run the guest's database server");
         return;
     }
-    let env = ovn_stack();
+    let env = stacks::ovn_stack();
     let _broker = trove_rpc::testing::broker_lock_shared().unwrap();
     let (cluster, t, cloud, networks) = start_on_the_cloud(env).await;
 
@@ -665,7 +643,7 @@ async fn an_instance_on_real_nova_with_the_test_playing_the_vm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flavor_no_host_can_take_ends_in_error_with_nova_s_fault_and_nothing_left() {
-    let env = ovn_stack();
+    let env = stacks::ovn_stack();
     let _broker = trove_rpc::testing::broker_lock_shared().unwrap();
     let (cluster, t, cloud, networks) = start_on_the_cloud(env).await;
     // A flavor of 900 GB of memory (within the project's quota): Nova's scheduler finds no
