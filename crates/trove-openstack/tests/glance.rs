@@ -2,9 +2,9 @@
 //! test run by `scripts/nova-test-stack.sh` under target/): tagged images are uploaded as
 //! the service user, looked up by tags, and deleted again.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use osauth::services::{GenericService, VersionSelector};
@@ -13,27 +13,6 @@ use serde_json::{json, Value};
 use trove_compute::{ComputeDriver, DriverError};
 use trove_config::Config;
 use trove_openstack::OpenStackDriver;
-
-/// The stack's `env` file as a map (starts the stack when it does not run).
-fn stack() -> HashMap<String, String> {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let out = Command::new(repo.join("scripts/nova-test-stack.sh"))
-        .output()
-        .expect("run scripts/nova-test-stack.sh");
-    assert!(
-        out.status.success(),
-        "nova-test-stack.sh failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let env_path = PathBuf::from(stdout.lines().last().expect("env path").trim());
-    std::fs::read_to_string(&env_path)
-        .unwrap()
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
 
 async fn driver(env: &HashMap<String, String>) -> OpenStackDriver {
     let text = format!(
@@ -106,7 +85,7 @@ async fn delete_image(d: &OpenStackDriver, id: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn newest_active_image_with_all_tags_wins() {
-    let env = stack();
+    let env = common::nova_stack();
     let d = driver(&env).await;
     let u = uuid::Uuid::new_v4().simple().to_string();
     let (a, b) = (
@@ -149,7 +128,7 @@ async fn newest_active_image_with_all_tags_wins() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn image_id_must_exist_in_glance() {
-    let env = stack();
+    let env = common::nova_stack();
     let d = driver(&env).await;
     let image = env["IMAGE_ID"].as_str();
     // An id is taken as it is when Glance has it, whatever tags the version has too.
