@@ -26,8 +26,10 @@
 //! * Neutron security group `<trove_security_group_name_prefix>-<id>` (when
 //!   `trove_security_groups_support`) with ingress rules for the datastore's TCP and UDP
 //!   ports from `access.allowed_cidrs` or `trove_security_group_rule_cidr`;
-//! * ports named `trove-<id>`: one per tenant NIC, then the management port on the last
-//!   `management_networks` entry with `management_security_groups` (or the instance's group);
+//! * ports named `trove-<id>`: one per tenant NIC (with a floating IP from `[network]
+//!   public_network_id`, else the first external network, when `access.is_public`), then
+//!   the management port on the last `management_networks` entry with
+//!   `management_security_groups` (or the instance's group);
 //! * Cinder volume `trove-<id>` (when the datastore uses volumes);
 //! * the Nova server, booted from the datastore version's image (its id, checked in Glance,
 //!   or the newest active Glance image carrying all its tags:
@@ -65,10 +67,17 @@
 //!   29600-29610): security group `trove_sg-<id>` with its rules, tenant and management
 //!   ports `trove-<id>` in that group, a server booted on them showing their addresses,
 //!   release leaving no port and no group, and a failed allocation cleaning up after itself.
+//! * `tests/cinder.rs` (the OVN stack's real Cinder 29 with the fake back end shipped in
+//!   Cinder; port 29611): volume of a type, boot with it as BDMv2, extend while attached,
+//!   delete leaving nothing, a create over the project's quota failing clearly.
+//! * `tests/token.rs`: the driver's token revoked in Keystone before its expiry; the next
+//!   calls log in again.
+//! * `crates/trove/tests/openstack_e2e.rs`: the whole product on the OVN stack with the test
+//!   playing the VM (floating IP of a public instance, restart, reboot, resize, delete,
+//!   "No valid host").
 //!
-//! **Not tested against real services:** Cinder (there is none in the test stacks: volume
-//! create, extend, detach-and-delete and boot with a BDMv2 volume are exercised by nobody
-//! here), `management_security_groups` and floating IPs (`access.is_public` creates none).
+//! **Not tested against real services:** `management_security_groups`, data written
+//! through a real block device (Cinder's back end here keeps no data).
 
 use std::collections::BTreeMap;
 use std::fmt;
