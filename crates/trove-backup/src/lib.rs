@@ -252,6 +252,37 @@ pub fn object_checksum(segments: &[Segment]) -> String {
     }
 }
 
+/// Refuses `info` when `expected` names another checksum (quotes and case ignored).
+pub(crate) fn check_expected(info: &ObjectInfo, expected: Option<&str>) -> Result<()> {
+    match expected.map(|e| e.trim().trim_matches('"')) {
+        Some(e) if !e.is_empty() && !e.eq_ignore_ascii_case(&info.checksum) => {
+            Err(BackupError::ChecksumMismatch {
+                location: info.location.clone(),
+                expected: e.to_owned(),
+                actual: info.checksum.clone(),
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refuses an object encrypted with a scheme this build does not decrypt.
+pub(crate) fn refuse_unsupported(info: &ObjectInfo) -> Result<()> {
+    // The ciphertext of the encryption this crate does is handed to its decrypting store
+    // (`encrypt::CryptStore`), which every store opened by location or URL is wrapped in.
+    if let Some(scheme) = info
+        .metadata
+        .get(META_ENCRYPTION)
+        .filter(|s| *s != crate::encrypt::SCHEME)
+    {
+        return Err(BackupError::Unsupported(format!(
+            "backup object {} is encrypted ({scheme}); this build cannot decrypt backups",
+            info.location
+        )));
+    }
+    Ok(())
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
     let mut s = String::with_capacity(bytes.len() * 2);

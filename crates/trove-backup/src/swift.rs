@@ -41,7 +41,7 @@ use tokio::sync::mpsc;
 
 use crate::{
     check_name, hex, object_checksum, segment_name, BackupError, BackupStore, Metadata, ObjectInfo,
-    ObjectReader, Result, Segment, StoredObject, DEFAULT_SEGMENT_SIZE, META_ENCRYPTION,
+    ObjectReader, Result, Segment, StoredObject, DEFAULT_SEGMENT_SIZE,
 };
 
 /// Bytes read from the source at a time.
@@ -723,8 +723,8 @@ impl BackupStore for SwiftStore {
 
     async fn verify(&self, location: &str, expected_checksum: Option<&str>) -> Result<ObjectInfo> {
         let (info, large) = self.info(location).await?;
-        refuse_unsupported(&info)?;
-        check_expected(&info, expected_checksum)?;
+        crate::refuse_unsupported(&info)?;
+        crate::check_expected(&info, expected_checksum)?;
         if large {
             let actual = object_checksum(&info.segments);
             let total: u64 = info.segments.iter().map(|s| s.size_bytes).sum();
@@ -1043,35 +1043,6 @@ fn check_segment(location: &str, seg: &Segment, md5: &str, size: u64) -> Result<
                 seg.path, seg.etag
             ),
         });
-    }
-    Ok(())
-}
-
-fn check_expected(info: &ObjectInfo, expected: Option<&str>) -> Result<()> {
-    match expected.map(|e| e.trim().trim_matches('"')) {
-        Some(e) if !e.is_empty() && !e.eq_ignore_ascii_case(&info.checksum) => {
-            Err(BackupError::ChecksumMismatch {
-                location: info.location.clone(),
-                expected: e.to_owned(),
-                actual: info.checksum.clone(),
-            })
-        }
-        _ => Ok(()),
-    }
-}
-
-fn refuse_unsupported(info: &ObjectInfo) -> Result<()> {
-    // The ciphertext of the encryption this crate does is handed to its decrypting store
-    // (`encrypt::CryptStore`), which every store opened by location or URL is wrapped in.
-    if let Some(scheme) = info
-        .metadata
-        .get(META_ENCRYPTION)
-        .filter(|s| *s != crate::encrypt::SCHEME)
-    {
-        return Err(BackupError::Unsupported(format!(
-            "backup object {} is encrypted ({scheme}); this build cannot decrypt backups",
-            info.location
-        )));
     }
     Ok(())
 }

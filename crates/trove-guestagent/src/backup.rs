@@ -595,27 +595,36 @@ async fn extract(mbstream: &Path, link: &ChainLink, dir: &Path) -> Result<()> {
         .store
         .get(&link.location, link.checksum.as_deref())
         .await?;
-    let mut plain = zstd_decompress(reader);
     let mut cmd = tokio::process::Command::new(mbstream);
-    cmd.arg("-x")
-        .arg("-C")
-        .arg(dir)
-        .stdin(Stdio::piped())
+    cmd.arg("-x").arg("-C").arg(dir);
+    feed_command(cmd, "mbstream", zstd_decompress(reader), &link.location).await
+}
+
+/// Runs `cmd` (named `program` in errors) with `input` on its standard input, until both
+/// the copy and the program end; a failure of either (or a program that exits non-zero)
+/// is an error naming backup `location`, and the program is killed if the input fails.
+pub(crate) async fn feed_command(
+    mut cmd: tokio::process::Command,
+    program: &str,
+    mut input: impl tokio::io::AsyncRead + Unpin,
+    location: &str,
+) -> Result<()> {
+    cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     let mut child = cmd
         .spawn()
-        .map_err(|e| GuestError::io("starting mbstream", e))?;
+        .map_err(|e| GuestError::io(format!("starting {program}"), e))?;
     let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
         return Err(GuestError::Command {
-            program: "mbstream".into(),
+            program: program.into(),
             detail: "its input could not be connected".into(),
         });
     };
     let log_task = tokio::spawn(collect_log(stderr));
     let copied = async {
-        tokio::io::copy(&mut plain, &mut stdin).await?;
+        tokio::io::copy(&mut input, &mut stdin).await?;
         stdin.shutdown().await
     }
     .await;
@@ -626,17 +635,17 @@ async fn extract(mbstream: &Path, link: &ChainLink, dir: &Path) -> Result<()> {
     let status = child
         .wait()
         .await
-        .map_err(|e| GuestError::io("waiting for mbstream", e))?;
+        .map_err(|e| GuestError::io(format!("waiting for {program}"), e))?;
     let log = log_task.await.unwrap_or_default();
     if let Err(e) = copied {
         return Err(GuestError::io(
-            format!("reading backup {} into mbstream", link.location),
+            format!("reading backup {location} into {program}"),
             e,
         ));
     }
     if !status.success() {
         return Err(GuestError::Command {
-            program: "mbstream".into(),
+            program: program.into(),
             detail: format!("{status}: {}", log.reason()),
         });
     }

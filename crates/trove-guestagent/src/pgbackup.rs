@@ -853,54 +853,15 @@ fn fresh_dir(dir: &Path, owner: &ServiceUser) -> Result<()> {
 /// Streams one verified object through zstd into `tar -x` (as the service account) in `dir`.
 async fn extract(tar: &Path, link: &ChainLink, dir: &Path, owner: &ServiceUser) -> Result<()> {
     let reader = link.store.get(&link.location, Some(&link.checksum)).await?;
-    let mut plain = zstd_decompress(reader);
     let mut cmd = tokio::process::Command::new(tar);
     cmd.arg("-x")
         .arg("-f")
         .arg("-")
         .arg("--no-same-owner")
         .arg("-C")
-        .arg(dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .arg(dir);
     owner.apply(&mut cmd);
-    let mut child = cmd.spawn().map_err(|e| GuestError::io("starting tar", e))?;
-    let (Some(mut stdin), Some(stderr)) = (child.stdin.take(), child.stderr.take()) else {
-        return Err(GuestError::Command {
-            program: "tar".into(),
-            detail: "its input could not be connected".into(),
-        });
-    };
-    let log_task = tokio::spawn(collect_log(stderr));
-    let copied = async {
-        tokio::io::copy(&mut plain, &mut stdin).await?;
-        stdin.shutdown().await
-    }
-    .await;
-    drop(stdin);
-    if copied.is_err() {
-        let _ = child.start_kill();
-    }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| GuestError::io("waiting for tar", e))?;
-    let log = log_task.await.unwrap_or_default();
-    if let Err(e) = copied {
-        return Err(GuestError::io(
-            format!("reading backup {} into tar", link.location),
-            e,
-        ));
-    }
-    if !status.success() {
-        return Err(GuestError::Command {
-            program: "tar".into(),
-            detail: format!("{status}: {}", log.reason()),
-        });
-    }
-    Ok(())
+    crate::backup::feed_command(cmd, "tar", zstd_decompress(reader), &link.location).await
 }
 
 #[cfg(test)]
