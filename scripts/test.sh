@@ -35,6 +35,12 @@ stop_nova_stacks() {
 stop_test_stacks() {
     stop_nova_stacks
     scripts/swift-test-stack.sh --stop >/dev/null 2>&1 || true
+    # The Keystones of the trove-api tests (scripts/keystone-up.sh, one per directory under
+    # target/tmp, reused while the run lasts).
+    for d in target/tmp/keystone*/; do
+        [ -f "$d/keystone.pid" ] && scripts/keystone-up.sh --dir "$d" --stop >/dev/null 2>&1
+    done
+    true
 }
 trap stop_test_stacks EXIT
 

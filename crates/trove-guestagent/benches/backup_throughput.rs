@@ -104,6 +104,14 @@ impl Server {
     }
 }
 
+impl Drop for Server {
+    /// A benchmark that fails half-way leaves no server running.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// `VmHWM` of this process in KiB, after resetting it when `reset`.
 fn peak_rss_kib(reset: bool) -> u64 {
     if reset {
