@@ -8,105 +8,12 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_nothing_left, ip_of, psql, Tenant, PROJECT};
-use trove::aio::{apply_defaults, Aio};
-use trove_config::Config;
+use common::aio::start;
+use common::{assert_nothing_left, ip_of, psql, Tenant};
 
 const ACTIVE_TIMEOUT: Duration = Duration::from_secs(240);
-
-struct Running {
-    tenant: Tenant,
-    aio: Option<Aio>,
-    server: tokio::task::JoinHandle<()>,
-    stop: tokio::sync::oneshot::Sender<()>,
-    local_state: PathBuf,
-    _cleanup: common::HostCleanup,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(first_address: &str) -> Running {
-    trove::init_logging(false);
-    let dir = tempfile::Builder::new()
-        .prefix("trove-aio-e2e")
-        .tempdir()
-        .unwrap();
-    let state = dir.path().canonicalize().unwrap();
-    let mut config = Config::default();
-    apply_defaults(&mut config, &state);
-    config.local_driver.first_address = first_address.to_owned();
-    config.default.report_interval = 5;
-    config.default.usage_timeout = 300;
-    config.default.control_exchange = "trove".into();
-    let config = Arc::new(config);
-    let aio = Aio::start(config.clone(), &state)
-        .await
-        .expect("aio starts");
-    let router = aio.router(config.clone()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        trove_api::serve(listener, router, async {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    Running {
-        tenant: Tenant::new(&base, PROJECT),
-        aio: Some(aio),
-        server,
-        stop,
-        local_state: state.join("local"),
-        _cleanup: common::HostCleanup(state.clone()),
-        _dir: dir,
-    }
-}
-
-impl Running {
-    async fn shutdown(mut self) {
-        let _ = self.stop.send(());
-        let _ = self.server.await;
-        if let Some(a) = self.aio.take() {
-            a.stop().await;
-        }
-    }
-
-    /// `openstack database instance create NAME --flavor 1 --size 1` on the datastore's
-    /// first version, with `extra` arguments; the created instance as JSON.
-    async fn create(&self, name: &str, datastore: &str, extra: &[&str]) -> serde_json::Value {
-        let version = self.version_of(datastore).await;
-        let mut args = vec![
-            "database",
-            "instance",
-            "create",
-            name,
-            "--flavor",
-            "1",
-            "--size",
-            "1",
-            "--datastore",
-            datastore,
-            "--datastore-version",
-            &version,
-        ];
-        args.extend_from_slice(extra);
-        self.tenant.osc_json(&args).await
-    }
-
-    async fn version_of(&self, datastore: &str) -> String {
-        let (s, body) = self.tenant.get(&format!("datastores/{datastore}")).await;
-        assert_eq!(s, 200, "{body}");
-        body["datastore"]["versions"][0]["name"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no version of {datastore}: {body}"))
-            .to_owned()
-    }
-}
 
 /// Waits until backup `id` is COMPLETED (a FAILED one fails the test).
 async fn wait_backup(t: &Tenant, id: &str) -> serde_json::Value {

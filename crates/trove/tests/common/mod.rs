@@ -348,6 +348,7 @@ impl Drop for HostCleanup {
     }
 }
 
+pub mod aio;
 pub mod cluster;
 
 /// What is left on the host of instance `id` under the local state `state`: processes
