@@ -459,9 +459,12 @@ async fn restart_and_resize_follow_the_action_gate() {
     ] {
         action(&app, &id, body).await.fault(400, "badRequest");
     }
-    action(&app, &id, json!({"promote_to_replica_source": {}}))
-        .await
-        .fault(501, "notImplemented");
+    assert_eq!(
+        action(&app, &id, json!({"promote_to_replica_source": {}}))
+            .await
+            .fault(400, "badRequest"),
+        format!("Instance {id} is not a replica.")
+    );
 }
 
 #[tokio::test]

@@ -122,6 +122,17 @@ async fn backup_step<T>(
 }
 
 impl TaskManager {
+    /// Where the guest stores a backup for the user of `ctx`: the user's object store,
+    /// or without one in the catalog (noauth, all-in-one) the local backup directory.
+    pub(crate) fn backup_store_url(&self, ctx: &RpcContext) -> String {
+        swift_url(ctx.service_catalog.as_ref(), &self.config.default.region).unwrap_or_else(|| {
+            format!(
+                "file://{}",
+                self.config.local_driver.backup_path.trim_end_matches('/')
+            )
+        })
+    }
+
     /// `create_backup(backup_info, instance_id)`: hands the backup to the guest.
     pub(crate) async fn create_backup(
         &self,
@@ -155,15 +166,7 @@ impl TaskManager {
             }
             let mut info = backup_info.clone();
             if driver == "swift" {
-                // The user's object store; without one in the catalog (noauth, all-in-one)
-                // the local backup directory.
-                let url = swift_url(ctx.service_catalog.as_ref(), &self.config.default.region)
-                    .unwrap_or_else(|| {
-                        format!(
-                            "file://{}",
-                            self.config.local_driver.backup_path.trim_end_matches('/')
-                        )
-                    });
+                let url = self.backup_store_url(&ctx);
                 if let Some(m) = info.as_object_mut() {
                     m.insert("swift_url".into(), Value::String(url));
                 }

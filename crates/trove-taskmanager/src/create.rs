@@ -25,14 +25,18 @@ use crate::files::{injected_files, render_config, GuestInfo, TemplateContext};
 use crate::manager::{step, TaskManager};
 
 /// One instance's part of a `create_instance` request.
-struct OneCreate<'a> {
-    id: String,
-    name: String,
-    root_password: Option<String>,
-    args: &'a CreateInstanceArgs,
+pub(crate) struct OneCreate<'a> {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) root_password: Option<String>,
+    pub(crate) args: &'a CreateInstanceArgs,
+    /// The backup to restore (the request's, or a replica's source snapshot).
+    pub(crate) backup_id: Option<String>,
+    /// A replica's `snapshot` for `prepare`.
+    pub(crate) snapshot: Option<Value>,
 }
 
-fn nth_str(v: &Value, i: usize) -> Option<String> {
+pub(crate) fn nth_str(v: &Value, i: usize) -> Option<String> {
     match v {
         Value::String(s) => Some(s.clone()),
         Value::Array(a) => a.get(i).and_then(Value::as_str).map(str::to_owned),
@@ -78,13 +82,13 @@ pub(crate) fn datastore_ports(config: &trove_config::Config, manager: &str) -> V
 
 /// Marks a create as running in this taskmanager while it lives (see
 /// [`TaskManager::is_creating`]).
-struct CreateRunning<'a> {
+pub(crate) struct CreateRunning<'a> {
     tm: &'a TaskManager,
     id: String,
 }
 
 impl<'a> CreateRunning<'a> {
-    fn new(tm: &'a TaskManager, id: &str) -> Self {
+    pub(crate) fn new(tm: &'a TaskManager, id: &str) -> Self {
         tm.creating
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -125,18 +129,23 @@ impl TaskManager {
                 return;
             }
         };
+        if args.slave_of_id.is_some() {
+            return self.create_replicas(&ctx, &args, ids).await;
+        }
         for (i, id) in ids.into_iter().enumerate() {
             let one = OneCreate {
                 name: nth_str(&args.name, i).unwrap_or_default(),
                 root_password: nth_str(&args.root_password, i),
                 id,
                 args: &args,
+                backup_id: args.backup_id.clone(),
+                snapshot: None,
             };
             self.create_one(&ctx, one).await;
         }
     }
 
-    async fn create_one(&self, ctx: &RpcContext, one: OneCreate<'_>) {
+    pub(crate) async fn create_one(&self, ctx: &RpcContext, one: OneCreate<'_>) {
         let id = one.id.clone();
         match self.db.instance_claim_task_start(&id).await {
             Ok(true) => {}
@@ -427,7 +436,7 @@ impl TaskManager {
         self.db.instance_addresses_set(id, &rows).await?;
 
         // 5. Prepare (from a backup when restoring).
-        let backup_info = match &args.backup_id {
+        let backup_info = match &one.backup_id {
             Some(bid) => {
                 let b = self.db.backup_get(bid).await?;
                 let location = b.location.clone().ok_or_else(|| {
@@ -473,7 +482,7 @@ impl TaskManager {
             root_password: one.root_password.clone(),
             overrides: Some(Value::Object(args.overrides.clone())),
             cluster_config: None,
-            snapshot: None,
+            snapshot: one.snapshot.clone(),
             modules: Some(args.modules.clone()),
             ds_version: Some(ds_version.clone()),
         };

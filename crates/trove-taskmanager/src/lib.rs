@@ -28,6 +28,7 @@ pub mod error;
 pub mod files;
 pub mod manager;
 mod recovery;
+mod replication;
 pub mod service;
 pub mod settings;
 

@@ -136,6 +136,13 @@ impl TaskManager {
                 instance_id,
             } => self.create_backup(ctx, backup_info, &instance_id).await,
             R::DeleteBackup { backup_id } => self.delete_backup(ctx, &backup_id).await,
+            R::DetachReplica { instance_id } => self.detach_replica(ctx, &instance_id).await,
+            R::PromoteToReplicaSource { instance_id } => {
+                self.promote_to_replica_source(ctx, &instance_id).await
+            }
+            R::EjectReplicaSource { instance_id } => {
+                self.eject_replica_source(ctx, &instance_id).await
+            }
             other => {
                 tracing::error!(method = %other.method(), "this taskmanager does not run this workflow; request dropped");
             }

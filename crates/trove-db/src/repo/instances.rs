@@ -234,6 +234,34 @@ impl Db {
         Ok(())
     }
 
+    /// The live replicas of `id` (instances whose `slave_of_id` is `id`), ordered by
+    /// creation.
+    pub async fn instance_replicas(&self, id: &str) -> Result<Vec<Instance>, DbError> {
+        let sql = self.sql(&format!(
+            "SELECT {COLS} FROM instances WHERE slave_of_id = ? AND deleted = FALSE ORDER BY created, id"
+        ));
+        Ok(with_pool!(self, p => sqlx::query_as(&sql).bind(id).fetch_all(p).await?))
+    }
+
+    /// Sets (or with `None` clears) the replication source of a live instance.
+    pub async fn instance_update_slave_of(
+        &self,
+        id: &str,
+        source: Option<&str>,
+    ) -> Result<(), DbError> {
+        let sql = self.sql(
+            "UPDATE instances SET slave_of_id = ?, updated = ? WHERE id = ? AND deleted = FALSE",
+        );
+        let n = with_pool!(self, p => sqlx::query(&sql).bind(source).bind(utc_now()).bind(id).execute(p).await?.rows_affected());
+        if n == 0 {
+            return Err(DbError::NotFound {
+                kind: "instance",
+                id: id.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Sets the task of a live instance, only if its current task is `expected` (when given).
     ///
     /// Lost compare-and-set -> [`DbError::Conflict`]; no such instance -> `NotFound`.

@@ -1,5 +1,5 @@
 //! `POST /instances/{id}/action` (api.md §5): restart, resize (flavor or volume) and
-//! reset_status; the replication actions answer 501 until replicas exist. 202, empty.
+//! reset_status, and the replication actions (see [`super::replicas`]). 202, empty.
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -182,9 +182,11 @@ pub async fn action(
                 "instance:eject_replica_source"
             };
             ctx.authorize(&state, rule, &owner)?;
-            return Err(ApiError::not_implemented(
-                "Replication is not implemented yet.",
-            ));
+            if action == Action::PromoteToReplicaSource {
+                super::replicas::promote(&state, &ctx, &inst).await?;
+            } else {
+                super::replicas::eject(&state, &ctx, &inst).await?;
+            }
         }
     }
     tracing::info!(instance_id = %id, "instance action requested");

@@ -228,10 +228,13 @@ pub async fn create(
     if !req.databases.is_empty() {
         ctx.authorize(&state, "instance:extension:database:create", &project)?;
     }
-    if req.replica_of.is_some() {
-        return Err(ApiError::not_implemented(
-            "Creating replicas is not implemented yet.",
-        ));
+    if let Some(source) = &req.replica_of {
+        if req.configuration.is_some() {
+            return Err(ApiError::not_implemented(
+                "Configuration groups are not implemented yet.",
+            ));
+        }
+        return super::replicas::create(&state, &ctx, &req, source).await;
     }
     if req.replica_count.is_some_and(|n| n > 1) {
         return Err(ApiError::bad_request(

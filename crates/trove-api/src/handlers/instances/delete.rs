@@ -30,6 +30,11 @@ pub async fn delete(
             "Cluster members must be deleted through their cluster.",
         ));
     }
+    if !state.db().instance_replicas(&id).await?.is_empty() {
+        return Err(ApiError::forbidden(
+            "Detach replicas before deleting replica source.",
+        ));
+    }
     let ram = match &inst.flavor_id {
         Some(f) => state.flavors().get(f).await?.map_or(0, |fl| fl.ram),
         None => 0,

@@ -16,6 +16,7 @@ pub mod configuration;
 pub mod create;
 pub mod delete;
 pub mod list;
+pub mod replicas;
 pub mod show;
 pub mod update;
 
@@ -196,6 +197,12 @@ pub async fn view_with_addresses(
         addresses: address_views(addresses),
         hostname: inst.hostname.clone().filter(|h| !h.is_empty()),
         replica_of: inst.slave_of_id.clone(),
+        replicas: db
+            .instance_replicas(&inst.id)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect(),
         created: inst.created.as_ref().map(views::timestamp),
         updated: inst.updated.as_ref().map(views::timestamp),
         service_status_updated: st.service_status_updated.clone(),

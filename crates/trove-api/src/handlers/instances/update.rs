@@ -44,14 +44,7 @@ async fn update_impl(
             None => configuration::detach(&state, &ctx, &inst).await?,
         },
         Some("replica_of" | "slave_of") => {
-            if inst.slave_of_id.is_none() {
-                return Err(ApiError::bad_request(format!(
-                    "Instance {id} is not a replica."
-                )));
-            }
-            return Err(ApiError::not_implemented(
-                "Detaching replicas is not implemented yet.",
-            ));
+            super::replicas::detach(&state, &ctx, &inst).await?;
         }
         Some(other) => {
             return Err(ApiError::not_implemented(format!(
