@@ -480,6 +480,48 @@ async fn instances_statuses_and_faults() {
 }
 
 #[tokio::test]
+async fn replicas_and_their_source() {
+    for b in backends() {
+        let t = TestDb::new(b).await;
+        let db = t.db();
+        let dv = version(db).await;
+        for id in ["src", "r1", "r2"] {
+            let mut i = instance(id, "p", &dv.id);
+            if id != "src" {
+                i.slave_of_id = Some("src".into());
+            }
+            db.instance_create(&i).await.unwrap();
+        }
+        let ids = |v: Vec<Instance>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        let mut got = ids(db.instance_replicas("src").await.unwrap());
+        got.sort();
+        assert_eq!(got, ["r1", "r2"], "{b:?}");
+        assert!(db.instance_replicas("r1").await.unwrap().is_empty());
+        // r1 becomes the source of the others.
+        db.instance_update_slave_of("r1", None).await.unwrap();
+        db.instance_update_slave_of("src", Some("r1"))
+            .await
+            .unwrap();
+        db.instance_update_slave_of("r2", Some("r1")).await.unwrap();
+        let mut got = ids(db.instance_replicas("r1").await.unwrap());
+        got.sort();
+        assert_eq!(got, ["r2", "src"], "{b:?}");
+        assert!(db.instance_replicas("src").await.unwrap().is_empty());
+        assert_eq!(
+            db.instance_get("src").await.unwrap().slave_of_id.as_deref(),
+            Some("r1")
+        );
+        // Deleted replicas are not listed; unknown instances are NotFound.
+        db.instance_soft_delete("r2").await.unwrap();
+        assert_eq!(ids(db.instance_replicas("r1").await.unwrap()), ["src"]);
+        assert!(matches!(
+            db.instance_update_slave_of("r2", None).await,
+            Err(DbError::NotFound { .. })
+        ));
+    }
+}
+
+#[tokio::test]
 async fn conductor_stale_rule() {
     for b in backends() {
         let t = TestDb::new(b).await;
