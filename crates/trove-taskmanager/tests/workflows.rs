@@ -663,3 +663,57 @@ async fn no_image_for_the_tags_fails_the_create_with_a_readable_fault_and_nothin
     );
     assert!(s.cloud.empty());
 }
+
+#[tokio::test]
+async fn a_source_that_cannot_snapshot_fails_its_replicas_and_keeps_no_snapshot() {
+    let mut s = setup(60).await;
+    let mut config = (*s.config).clone();
+    config.default.agent_replication_snapshot_timeout = 1;
+    s.config = Arc::new(config);
+    // The source: built, but its guest does not answer (nobody listens on its topic).
+    let req = s.instance("i-src").await;
+    s.guest_reports("i-src", ServiceStatus::Healthy, Duration::from_millis(200));
+    let tm = s.taskmanager();
+    tm.run_request(RpcContext::new_internal(), req).await;
+    assert_eq!(s.task("i-src").await, TaskStatus::None);
+    // Two replicas of it, as the API writes them.
+    let mut ids = Vec::new();
+    for id in ["i-r1", "i-r2"] {
+        let TaskManagerRequest::CreateInstance(_) = s.instance(id).await else {
+            unreachable!()
+        };
+        s.db.instance_update_slave_of(id, Some("i-src"))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let replicas = TaskManagerRequest::CreateInstance(Box::new(CreateInstanceArgs {
+        instance_id: json!(ids),
+        name: json!(["r-1", "r-2"]),
+        flavor: json!({"id": "1", "name": "m1.tiny", "ram": 512, "vcpus": 1, "disk": 1}),
+        datastore_manager: "mariadb".into(),
+        volume_size: Some(1),
+        slave_of_id: Some("i-src".into()),
+        ds_version: Some("10.11.19".into()),
+        ..CreateInstanceArgs::default()
+    }));
+    let calls_before = s.cloud.calls().len();
+    tm.run_request(RpcContext::new_internal(), replicas).await;
+    for id in &ids {
+        assert_eq!(s.task(id).await, TaskStatus::BuildingErrorReplica, "{id}");
+        let fault = s.db.instance_fault_get(id).await.unwrap().unwrap();
+        assert!(
+            fault.message.contains("replication snapshot"),
+            "{}",
+            fault.message
+        );
+    }
+    // The source keeps working and says why.
+    assert_eq!(s.task("i-src").await, TaskStatus::None);
+    let fault = s.db.instance_fault_get("i-src").await.unwrap().unwrap();
+    assert!(fault.message.contains("Timeout"), "{}", fault.message);
+    // Nothing was made for the replicas; the snapshot's backup row is gone.
+    assert_eq!(s.cloud.calls().len(), calls_before, "{:?}", s.cloud.calls());
+    let backups = s.db.backup_list("p1", None, 100, None).await.unwrap();
+    assert!(backups.items.is_empty(), "{:?}", backups.items);
+}
