@@ -692,3 +692,75 @@ async fn running_backups_show_backup_and_reset_status_fails_them() {
     assert_eq!(shown["instance"]["status"], "ACTIVE");
     assert_eq!(shown["instance"]["operating_status"], "ERROR");
 }
+
+/// A configuration group given at create: its values go to the taskmanager (for the
+/// guest's prepare), the row and the view name the group; a group of another version is
+/// 400, an unknown one 404.
+#[tokio::test]
+async fn create_with_a_configuration_group() {
+    let app = TestApp::start().await;
+    let seeded = app.seed().await;
+    let group = |version: &str| trove_db::Configuration {
+        id: trove_db::new_id(),
+        name: "tuned".into(),
+        tenant_id: PROJECT.into(),
+        datastore_version_id: version.into(),
+        ..trove_db::Configuration::default()
+    };
+    let cid = app
+        .db()
+        .configuration_create(
+            &group(&seeded.v1011),
+            &[("max_connections".into(), "200".into())],
+        )
+        .await
+        .unwrap()
+        .id;
+    let mut body = minimal("tuned-db");
+    body["instance"]["configuration"] =
+        json!(format!("http://x/v1.0/{PROJECT}/configurations/{cid}"));
+    let r = create(&app, body).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let v = r.json();
+    assert_eq!(v["instance"]["configuration"]["id"], cid.as_str(), "{v}");
+    let id = v["instance"]["id"].as_str().unwrap();
+    assert_eq!(
+        app.db()
+            .instance_get(id)
+            .await
+            .unwrap()
+            .configuration_id
+            .as_deref(),
+        Some(cid.as_str())
+    );
+    let (_, method, args) = app.taskmanager.casts().last().unwrap().clone();
+    assert_eq!(method, "create_instance");
+    assert!(
+        args["overrides"]["max_connections"] == json!(200)
+            || args["overrides"]["max_connections"] == json!("200"),
+        "{args}"
+    );
+
+    let other = app
+        .db()
+        .configuration_create(&group(&seeded.pg15), &[])
+        .await
+        .unwrap()
+        .id;
+    let mut body = minimal("wrong");
+    body["instance"]["configuration"] = json!(other);
+    let r = create(&app, body).await;
+    assert!(
+        r.fault(400, "badRequest").starts_with(&format!(
+            "Datastore Version on Configuration {other} does not match"
+        )),
+        "{}",
+        r.text
+    );
+    let mut body = minimal("missing");
+    body["instance"]["configuration"] = json!("6f1c3b2a-1111-4222-8333-944455556666");
+    let r = create(&app, body).await;
+    r.fault(404, "itemNotFound");
+    // Nothing was made for the refused ones.
+    assert_eq!(app.taskmanager.casts().len(), 1);
+}

@@ -72,12 +72,7 @@ async fn render(
     detail: Detail,
 ) -> ApiResult<Value> {
     let st = states(state, inst).await?;
-    let mut view = view_with_addresses(state, inst, &st, addresses).await?;
-    if let Some(cid) = &inst.configuration_id {
-        if let Ok(group) = state.db().configuration_get(cid).await {
-            view.configuration = Some((group.id, group.name));
-        }
-    }
+    let view = view_with_addresses(state, inst, &st, addresses).await?;
     let service = st.service.unwrap_or(ServiceStatus::Unknown);
     let extras = MgmtExtras {
         server_status: st.server_status.clone(),

@@ -207,6 +207,36 @@ async fn check_restore(
     Ok(backup)
 }
 
+/// The configuration group of a create (`configuration`: an id, or an href whose last
+/// segment is the id): it must be visible (404) and made for the instance's datastore
+/// version (400). Returns the group and its values typed for the guest.
+pub async fn configuration_for_create(
+    state: &AppState,
+    ctx: &RequestContext,
+    reference: &Value,
+    version: &DatastoreVersion,
+) -> ApiResult<(trove_db::Configuration, serde_json::Map<String, Value>)> {
+    let id = match reference {
+        Value::String(s) => s
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .unwrap_or(s)
+            .to_owned(),
+        other => other.to_string(),
+    };
+    let group = crate::handlers::configurations::load_visible(state, ctx, &id).await?;
+    if group.datastore_version_id != version.id {
+        return Err(ApiError::bad_request(format!(
+            "Datastore Version on Configuration {id} does not match the Datastore Version \
+             of the instance to create ({}).",
+            version.name
+        )));
+    }
+    let (overrides, _) = super::configuration::overrides_of(state, &group).await?;
+    Ok((group, overrides))
+}
+
 /// Creates an instance; answers 200 with its show view (status BUILD).
 pub async fn create(
     State(state): State<AppState>,
@@ -229,21 +259,11 @@ pub async fn create(
         ctx.authorize(&state, "instance:extension:database:create", &project)?;
     }
     if let Some(source) = &req.replica_of {
-        if req.configuration.is_some() {
-            return Err(ApiError::not_implemented(
-                "Configuration groups are not implemented yet.",
-            ));
-        }
         return super::replicas::create(&state, &ctx, &req, source).await;
     }
     if req.replica_count.is_some_and(|n| n > 1) {
         return Err(ApiError::bad_request(
             "Replica count only valid when creating replicas.",
-        ));
-    }
-    if req.configuration.is_some() {
-        return Err(ApiError::not_implemented(
-            "Configuration groups are not implemented yet.",
         ));
     }
     if !req.modules.is_empty() {
@@ -313,6 +333,10 @@ pub async fn create(
             _ => {}
         }
     }
+    let group = match &req.configuration {
+        Some(c) => Some(configuration_for_create(&state, &ctx, c, &version).await?),
+        None => None,
+    };
     let restore = match &req.backup_ref {
         Some(bid) => Some(check_restore(&state, &ctx, bid, &ds, volume_size, &flavor).await?),
         None => None,
@@ -348,6 +372,7 @@ pub async fn create(
         ),
         encrypted_key,
         access: req.access.as_ref().map(|a| a.to_string()),
+        configuration_id: group.as_ref().map(|(g, _)| g.id.clone()),
         ..Instance::default()
     };
     row.set_task_status(TaskStatus::Building);
@@ -383,7 +408,7 @@ pub async fn create(
             if let Some(v) = &n.ip_address { m.insert("ip_address".into(), v.clone().into()); }
             Value::Object(m)
         }).collect::<Vec<_>>(),
-        "overrides": {},
+        "overrides": group.as_ref().map(|(_, o)| Value::Object(o.clone())).unwrap_or_else(|| json!({})),
         "slave_of_id": null,
         "cluster_config": null,
         "volume_type": req.volume_type,

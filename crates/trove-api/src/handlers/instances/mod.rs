@@ -174,6 +174,15 @@ pub async fn view_with_addresses(
         created: views::timestamp(&f.created),
         details: Some(f.details),
     });
+    // The attached group (a group deleted meanwhile is not shown).
+    let configuration = match &inst.configuration_id {
+        Some(cid) => match db.configuration_get(cid).await {
+            Ok(g) => Some((g.id, g.name)),
+            Err(DbError::NotFound { .. }) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
+    };
     let volume_size = if uses_volume(state, manager.as_deref()) {
         inst.volume_size.map(i64::from)
     } else {
@@ -196,6 +205,7 @@ pub async fn view_with_addresses(
         volume_size,
         addresses: address_views(addresses),
         hostname: inst.hostname.clone().filter(|h| !h.is_empty()),
+        configuration,
         replica_of: inst.slave_of_id.clone(),
         replicas: db
             .instance_replicas(&inst.id)

@@ -128,6 +128,18 @@ pub async fn create(
             "Resource {flavor_id} cannot be found."
         )));
     };
+    // A replica gets the group asked for, else its source's.
+    let group = match (&req.configuration, &source.configuration_id) {
+        (Some(c), _) => {
+            Some(super::create::configuration_for_create(state, ctx, c, &version).await?)
+        }
+        (None, Some(cid)) => {
+            let g = state.db().configuration_get(cid).await?;
+            let (o, _) = super::configuration::overrides_of(state, &g).await?;
+            Some((g, o))
+        }
+        (None, None) => None,
+    };
     let volume_size = if uses_volume(state, Some(&manager)) {
         source.volume_size.map(i64::from)
     } else {
@@ -166,6 +178,7 @@ pub async fn create(
                 .map(|a| a.to_string())
                 .or(source.access.clone()),
             slave_of_id: Some(source.id.clone()),
+            configuration_id: group.as_ref().map(|(g, _)| g.id.clone()),
             ..Instance::default()
         };
         row.set_task_status(TaskStatus::Building);
@@ -193,7 +206,7 @@ pub async fn create(
             if let Some(v) = &n.subnet_id { m.insert("subnet_id".into(), v.clone().into()); }
             Value::Object(m)
         }).collect::<Vec<_>>(),
-        "overrides": {},
+        "overrides": group.as_ref().map(|(_, o)| Value::Object(o.clone())).unwrap_or_else(|| json!({})),
         "slave_of_id": source.id,
         "cluster_config": null,
         "volume_type": null,
