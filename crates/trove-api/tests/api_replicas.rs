@@ -318,3 +318,40 @@ async fn detach_promote_and_eject_set_tasks_and_cast() {
         format!("Instance {src} is not a replica.")
     );
 }
+
+#[tokio::test]
+async fn resizing_a_source_volume_resizes_its_replicas() {
+    let app = TestApp::start().await;
+    app.seed().await;
+    let src = source(&app).await;
+    let r = create(&app, json!({"instance": {"name": "rep", "replica_of": src}})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let rep = r.json()["instance"]["id"].as_str().unwrap().to_owned();
+    // Gate A on the replica too: it is still building.
+    let r = action(&app, &src, json!({"resize": {"volume": {"size": 3}}})).await;
+    assert_eq!(r.status, 422, "{}", r.text);
+    make_active(&app, &rep).await;
+    let r = action(&app, &src, json!({"resize": {"volume": {"size": 3}}})).await;
+    assert_eq!(r.status, 202, "{}", r.text);
+    let casts: Vec<Value> = app
+        .taskmanager
+        .casts()
+        .into_iter()
+        .filter(|(_, m, _)| m == "resize_volume")
+        .map(|(_, _, a)| a)
+        .collect();
+    assert_eq!(
+        casts,
+        [
+            json!({"instance_id": src, "new_size": 3}),
+            json!({"instance_id": rep, "new_size": 3})
+        ]
+    );
+    for id in [&src, &rep] {
+        let v = app.get(&format!("/instances/{id}")).await.json();
+        assert_eq!(v["instance"]["status"], "RESIZE", "{v}");
+    }
+    // 2 GB more each, on top of 2 x 2 GB.
+    let q = app.get(&format!("/mgmt/quotas/{PROJECT}")).await.json();
+    assert_eq!(in_use(&q, "volumes"), 6, "{q}");
+}

@@ -139,23 +139,37 @@ pub async fn action(
                 )));
             }
             super::check_volume_size(&state, size)?;
-            let st = states(&state, &inst).await?;
-            gate_a(&id, &st)?;
-            let delta = i32::try_from(size - current).unwrap_or(i32::MAX);
+            // The instance and each of its replicas (they keep the same size), each
+            // through gate A, in one quota reservation.
+            let mut members = vec![(inst.clone(), states(&state, &inst).await?)];
+            for r in db.instance_replicas(&id).await? {
+                let st = states(&state, &r).await?;
+                members.push((r, st));
+            }
+            let mut delta = 0i32;
+            for (m, st) in &members {
+                gate_a(&m.id, st)?;
+                let from = m.volume_size.map(i64::from).unwrap_or(current);
+                delta = delta.saturating_add(i32::try_from(size - from).unwrap_or(i32::MAX).max(0));
+            }
             db.run_with_quotas(
                 &owner,
                 &[("volumes", delta)],
                 &quota_defaults(&state),
                 || async {
-                    db.instance_update_task(&id, Some(st.task), TaskStatus::Resizing)
+                    for (m, st) in &members {
+                        db.instance_update_task(&m.id, Some(st.task), TaskStatus::Resizing)
+                            .await?;
+                    }
+                    for (m, _) in &members {
+                        cast(
+                            &state,
+                            &ctx,
+                            "resize_volume",
+                            json!({ "instance_id": m.id, "new_size": size }),
+                        )
                         .await?;
-                    cast(
-                        &state,
-                        &ctx,
-                        "resize_volume",
-                        json!({ "instance_id": id, "new_size": size }),
-                    )
-                    .await?;
+                    }
                     Ok::<(), ApiError>(())
                 },
             )
