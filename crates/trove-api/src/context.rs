@@ -47,6 +47,10 @@ pub struct RequestContext {
     pub host: String,
     /// Path and query of the request, for `next` links.
     pub uri: Uri,
+    /// The caller's Keystone token, passed on with casts (`None` without Keystone).
+    pub auth_token: Option<crate::auth::UserToken>,
+    /// The caller's service catalog, passed on with casts (`None` without Keystone).
+    pub service_catalog: Option<Value>,
 }
 
 impl RequestContext {
@@ -131,6 +135,8 @@ impl RequestContext {
             user_id: self.creds.user_id.clone(),
             roles: self.creds.roles.clone(),
             is_admin: self.creds.is_admin,
+            auth_token: self.auth_token.clone(),
+            service_catalog: self.service_catalog.clone(),
         }
     }
 }
@@ -194,6 +200,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         ))
         .into_response();
     }
+    let auth_token = auth.token;
+    let service_catalog = auth.service_catalog;
     let creds = state
         .enforcer()
         .credentials(auth.project_id, auth.user_id, auth.roles);
@@ -220,6 +228,8 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         creds,
         host,
         uri: req.uri().clone(),
+        auth_token,
+        service_catalog,
     };
     req.extensions_mut().insert(ctx);
     next.run(req).await

@@ -20,6 +20,10 @@ pub struct CastContext {
     pub roles: Vec<String>,
     /// Whether the caller is an administrator.
     pub is_admin: bool,
+    /// The caller's Keystone token (`_context_auth_token`), if any.
+    pub auth_token: Option<crate::auth::UserToken>,
+    /// The caller's service catalog (`_context_service_catalog`), if any.
+    pub service_catalog: Option<serde_json::Value>,
 }
 
 /// Why a cast could not be sent.
@@ -110,6 +114,8 @@ pub fn rpc_context(c: &CastContext) -> trove_rpc::RpcContext {
         roles: c.roles.clone(),
         request_id: Some(c.request_id.clone()),
         global_request_id: Some(c.request_id.clone()),
+        auth_token: c.auth_token.as_ref().map(|t| t.0.clone()),
+        service_catalog: c.service_catalog.clone(),
         ..trove_rpc::RpcContext::default()
     }
 }

@@ -127,6 +127,7 @@ impl Authenticator for FixedProject {
                     project_id: "p1".into(),
                     user_id: "u1".into(),
                     roles: vec!["member".into()],
+                    ..AuthContext::default()
                 }),
                 _ => Err(AuthError::Unauthorized {
                     message: "The request you have made requires authentication.".into(),

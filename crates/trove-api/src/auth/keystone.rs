@@ -643,11 +643,7 @@ impl super::Authenticator for KeystoneValidator {
     ) -> futures::future::BoxFuture<'a, Result<super::AuthContext, super::AuthError>> {
         Box::pin(async move {
             match self.validate(request.token().unwrap_or_default()).await {
-                Ok(ctx) => Ok(super::AuthContext {
-                    project_id: ctx.project_id.clone(),
-                    user_id: ctx.user_id.clone(),
-                    roles: ctx.roles.clone(),
-                }),
+                Ok(ctx) => Ok(super::AuthContext::from(&*ctx)),
                 Err(AuthError::Invalid { .. }) => Err(super::AuthError::Unauthorized {
                     message: UNAUTHORIZED_MESSAGE.to_owned(),
                     www_authenticate: Some(self.www_authenticate()),

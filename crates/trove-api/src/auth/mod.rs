@@ -27,6 +27,36 @@ pub struct AuthContext {
     pub user_id: String,
     /// Role names of the token.
     pub roles: Vec<String>,
+    /// The caller's token, passed on with the casts the request makes so that the
+    /// services act on the user's behalf (the guest writes backups to the user's Swift
+    /// with it); `None` without Keystone.
+    pub token: Option<UserToken>,
+    /// The token's service catalog (a JSON array; the taskmanager finds the user's
+    /// object store in it); `None` without Keystone or with `include_service_catalog` off.
+    pub service_catalog: Option<serde_json::Value>,
+}
+
+impl From<&keystone::AuthContext> for AuthContext {
+    fn from(k: &keystone::AuthContext) -> Self {
+        use secrecy::ExposeSecret;
+        AuthContext {
+            project_id: k.project_id.clone(),
+            user_id: k.user_id.clone(),
+            roles: k.roles.clone(),
+            token: Some(UserToken(k.token.expose_secret().to_owned())),
+            service_catalog: Some(k.service_catalog.clone()).filter(|c| !c.is_null()),
+        }
+    }
+}
+
+/// A user's Keystone token. Its `Debug` form does not show it.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct UserToken(pub String);
+
+impl std::fmt::Debug for UserToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UserToken(<redacted>)")
+    }
 }
 
 /// Why a request could not be authenticated.
@@ -115,6 +145,7 @@ impl NoAuth {
             project_id,
             user_id,
             roles,
+            ..AuthContext::default()
         })
     }
 }
@@ -159,11 +190,7 @@ impl Authenticator for KeystoneAuth {
                 return Err(self.unauthorized());
             };
             match self.validator.validate(token).await {
-                Ok(ctx) => Ok(AuthContext {
-                    project_id: ctx.project_id.clone(),
-                    user_id: ctx.user_id.clone(),
-                    roles: ctx.roles.clone(),
-                }),
+                Ok(ctx) => Ok(AuthContext::from(&*ctx)),
                 Err(keystone::AuthError::Invalid { reason }) => {
                     tracing::info!(reason = %reason, "token rejected");
                     Err(self.unauthorized())

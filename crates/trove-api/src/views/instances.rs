@@ -222,6 +222,8 @@ mod tests {
             creds: Credentials::new("p1", "u1", vec!["member".into()]),
             host: "db.example.org:8779".into(),
             uri: "/v1.0/p1/instances".parse().unwrap(),
+            auth_token: None,
+            service_catalog: None,
         }
     }
 
