@@ -803,3 +803,45 @@ async fn strategies(app: &TestApp) {
     assert_eq!(left["backup_strategies"][0]["instance_id"], "");
     assert_eq!(left["backup_strategies"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_failed_backup_shows_why_on_every_backend() {
+    for backend in trove_db::testing::backends() {
+        let app = TestApp::start_on(backend).await;
+        app.seed().await;
+        let inst = create_instance(&app, PROJECT, "a").await;
+        let id = backup_of(&app, &inst, "nightly").await;
+        let r = app.get(&format!("/backups/{id}")).await.json();
+        assert!(r["backup"].get("fault").is_none(), "{backend}: {r}");
+
+        // What the conductor stores when the guest reports the failure.
+        let reason = "The backup failed: mariadb-backup exited with status 1: \
+                      InnoDB: Error: log file ./ib_logfile0 is of different size.";
+        let db = app.db();
+        let mut b = db.backup_get(&id).await.unwrap();
+        b.state = "FAILED".into();
+        b.fault_message = Some(reason.into());
+        let saved = db.backup_save(&b).await.unwrap();
+        let updated = saved
+            .updated
+            .unwrap()
+            .format("%Y-%m-%dT%H:%M:%S")
+            .to_string();
+
+        let r = app.get(&format!("/backups/{id}")).await;
+        assert_eq!(r.status, 200, "{backend}: {}", r.text);
+        let shown = r.json()["backup"].clone();
+        assert_eq!(shown["status"], "FAILED");
+        assert_eq!(
+            shown["fault"],
+            json!({"message": reason, "created": updated}),
+            "{backend}"
+        );
+        assert_eq!(shown["updated"], updated.as_str(), "{backend}");
+        // The lists carry the same object.
+        let listed = app.get("/backups").await.json();
+        assert_eq!(listed["backups"][0], shown, "{backend}");
+        let listed = app.get(&format!("/instances/{inst}/backups")).await.json();
+        assert_eq!(listed["backups"][0], shown, "{backend}");
+    }
+}

@@ -3,7 +3,7 @@
 //! | Method | Effect |
 //! |---|---|
 //! | `heartbeat` | stale filter; a stored RESTART_REQUIRED is kept (the whole message is ignored, `updated_at` included, as in Trove); description -> status code; `updated_at = now` (also without a status) |
-//! | `update_backup` | stale filter; only the named backup of the named instance; known columns copied |
+//! | `update_backup` | stale filter; only the named backup of the named instance; known columns copied, `fault_message` (ours) capped to its last 1000 characters |
 //! | `report_root` | a `root_enabled_history` row unless a live one exists |
 //! | `notify_end` | logged (Trove-rs emits no oslo notifications) |
 //! | `notify_exc_info` | the instance's fault row is recorded or refreshed |
@@ -514,7 +514,25 @@ pub const UPDATABLE_BACKUP_FIELDS: &[&str] = &[
     "checksum",
     "parent_id",
     "storage_driver",
+    "fault_message",
 ];
+
+/// The longest failure reason stored (characters); a longer one keeps its end, where
+/// the cause usually is.
+pub const MAX_FAULT_MESSAGE_CHARS: usize = 1000;
+
+/// `message` cut to [`MAX_FAULT_MESSAGE_CHARS`], keeping its end behind an ellipsis.
+fn bounded_fault_message(message: String) -> String {
+    let n = message.chars().count();
+    if n <= MAX_FAULT_MESSAGE_CHARS {
+        return message;
+    }
+    let tail: String = message
+        .chars()
+        .skip(n - (MAX_FAULT_MESSAGE_CHARS - 1))
+        .collect();
+    format!("…{tail}")
+}
 
 /// Copies the updatable fields present in `args` onto `backup`; returns the names of the
 /// other arguments (not columns, not updatable, or of the wrong type), which are skipped.
@@ -571,6 +589,10 @@ pub fn apply_backup_fields(backup: &mut Backup, args: &Map<String, Value>) -> Ve
                 backup.storage_driver = t;
                 true
             }
+            ("fault_message", Some(t)) => {
+                backup.fault_message = t.map(bounded_fault_message);
+                true
+            }
             _ => false,
         };
         if !ok {
@@ -625,6 +647,29 @@ mod tests {
         let skipped = apply_backup_fields(&mut b, json!({"state": null}).as_object().unwrap());
         assert_eq!(skipped, ["state"]);
         assert_eq!(b.state, "COMPLETED");
+    }
+
+    #[test]
+    fn fault_message_is_stored_and_bounded() {
+        let mut b = Backup::default();
+        let args = json!({"state": "FAILED", "fault_message": "The backup tool failed."});
+        assert!(apply_backup_fields(&mut b, args.as_object().unwrap()).is_empty());
+        assert_eq!(b.fault_message.as_deref(), Some("The backup tool failed."));
+        // A report without one leaves it; a wrong type is skipped.
+        let skipped = apply_backup_fields(&mut b, json!({"fault_message": 5}).as_object().unwrap());
+        assert_eq!(skipped, ["fault_message"]);
+        assert!(apply_backup_fields(&mut b, json!({"size": 1.0}).as_object().unwrap()).is_empty());
+        assert_eq!(b.fault_message.as_deref(), Some("The backup tool failed."));
+        // An overlong one keeps its end.
+        let long = format!("{}the cause", "é".repeat(5000));
+        let args = json!({ "fault_message": long });
+        apply_backup_fields(&mut b, args.as_object().unwrap());
+        let kept = b.fault_message.unwrap();
+        assert_eq!(kept.chars().count(), MAX_FAULT_MESSAGE_CHARS);
+        assert!(
+            kept.starts_with('…') && kept.ends_with("éthe cause"),
+            "{kept}"
+        );
     }
 
     #[test]

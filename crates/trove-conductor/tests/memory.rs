@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use trove_db::testing::TestDb;
 use trove_db::{Backend, ServiceStatus};
-use trove_rpc::api::ConductorApi;
+use trove_rpc::api::{ConductorApi, UpdateBackupFields};
 use trove_rpc::{InMemoryTransport, Transport};
 
 #[tokio::test]
@@ -116,5 +116,46 @@ async fn concurrent_heartbeats_of_one_instance_end_in_the_newest_status() {
         t.db().conductor_last_seen(&id, "heartbeat").await.unwrap(),
         Some(base + (count - 1) as f64 / 1000.0)
     );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn failed_backup_keeps_the_reason_for_the_tenant() {
+    let t = TestDb::new(Backend::Sqlite).await;
+    let db = t.db();
+    let transport = InMemoryTransport::new();
+    let topic = unique_topic();
+    let server = trove_conductor::start(&config(&topic), db.clone(), &transport)
+        .await
+        .expect("start conductor");
+    let (id, key) = add_instance(db, true).await;
+    let bk = add_backup(db, &id).await;
+    let api = ConductorApi::new(Arc::new(transport.clone()), &topic, &id, key);
+    let building = UpdateBackupFields {
+        state: Some("BUILDING".into()),
+        ..Default::default()
+    };
+    api.update_backup(&guest_ctx(), &id, &bk, building)
+        .await
+        .unwrap();
+    wait_received(&[&server], 1).await;
+    let row = db.backup_get(&bk).await.unwrap();
+    assert_eq!((row.state.as_str(), row.fault_message), ("BUILDING", None));
+    // Each cast is stamped later than the one before (the stale filter).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let failed = UpdateBackupFields {
+        state: Some("FAILED".into()),
+        success: Some(false),
+        ..Default::default()
+    };
+    let reason = "The backup failed: mariadb-backup exited with status 1: Access denied.";
+    api.update_backup_failed(&guest_ctx(), &id, &bk, failed, reason)
+        .await
+        .unwrap();
+    let s = wait_received(&[&server], 2).await;
+    assert_eq!(s.applied, 2, "{s:?}");
+    let row = db.backup_get(&bk).await.unwrap();
+    assert_eq!(row.state, "FAILED");
+    assert_eq!(row.fault_message.as_deref(), Some(reason));
     server.stop().await;
 }

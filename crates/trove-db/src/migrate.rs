@@ -13,7 +13,8 @@
 //!
 //! Version 1 is Trove's schema at alembic head `95418fe2a1c8` (it also records that
 //! revision in `alembic_version`); version 2 adds `flavors` for the local compute driver;
-//! version 3 adds `instance_addresses` (the addresses the taskmanager learned).
+//! version 3 adds `instance_addresses` (the addresses the taskmanager learned); version 4
+//! adds the nullable `backups.fault_message` (why a backup failed, for the tenant).
 
 use sqlx::Connection;
 
@@ -122,6 +123,10 @@ fn v3_steps(b: Backend) -> Vec<Step> {
     schema::instance_addresses_table().create(b)
 }
 
+fn v4_steps(b: Backend) -> Vec<Step> {
+    vec![schema::backup_fault_message_column().add_to(b, "backups")]
+}
+
 /// The migrations of this release, in order.
 pub fn migrations() -> Vec<Migration> {
     vec![
@@ -139,6 +144,11 @@ pub fn migrations() -> Vec<Migration> {
             version: 3,
             name: "instance addresses",
             steps: v3_steps,
+        },
+        Migration {
+            version: 4,
+            name: "backup fault message",
+            steps: v4_steps,
         },
     ]
 }

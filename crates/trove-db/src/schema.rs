@@ -3,7 +3,8 @@
 //! Tables, columns, types and constraint names follow Trove's schema at its alembic head
 //! (see the module head of [`crate::migrate`]); the only additions are the
 //! `trove_schema_version` bookkeeping table, our `flavors` table for the local compute
-//! driver and our `instance_addresses` table. Type mapping: `Str(n)` VARCHAR(n); `Bool` TINYINT(1) on MySQL, BOOLEAN elsewhere;
+//! driver, our `instance_addresses` table and one nullable column of ours on `backups`
+//! (`fault_message`, see [`backup_fault_message_column`]). Type mapping: `Str(n)` VARCHAR(n); `Bool` TINYINT(1) on MySQL, BOOLEAN elsewhere;
 //! `DateTime` DATETIME on MySQL/SQLite, TIMESTAMP WITHOUT TIME ZONE on PostgreSQL (values are
 //! naive UTC); `Double` DOUBLE / DOUBLE PRECISION / REAL (Trove's `Float` columns are stored
 //! with double precision on every backend so reads return what was written).
@@ -181,6 +182,22 @@ impl Table {
             ));
         }
         steps
+    }
+}
+
+impl Col {
+    /// `ALTER TABLE .. ADD COLUMN` for a nullable column (no default), with the statement
+    /// dropping it again (for MySQL's undo).
+    pub(crate) fn add_to(&self, b: Backend, table: &str) -> Step {
+        assert!(
+            !self.not_null && self.default.is_none(),
+            "only nullable columns without default are added to existing tables"
+        );
+        let (t, c) = (quote(b, table), quote(b, self.name));
+        Step::new(
+            format!("ALTER TABLE {t} ADD COLUMN {c} {}", render_ty(b, self.ty)),
+            Some(format!("ALTER TABLE {t} DROP COLUMN {c}")),
+        )
     }
 }
 
@@ -735,6 +752,13 @@ pub(crate) fn instance_addresses_table() -> Table {
         ],
     )
     .index("instance_addresses_instance_id", &["instance_id"])
+}
+
+/// Our own column on Trove's `backups`: why a backup failed, in words a tenant can read
+/// (the API shows it as the backup's `fault`). Nullable, so Trove's code, which does not
+/// know it, keeps inserting rows.
+pub(crate) fn backup_fault_message_column() -> Col {
+    c("fault_message", Text)
 }
 
 /// Every table we create, in creation order (drop in reverse).

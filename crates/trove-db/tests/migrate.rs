@@ -159,7 +159,7 @@ async fn recreate_drops_and_rebuilds() {
 
 #[tokio::test]
 async fn version_3_adds_instance_addresses_to_a_version_2_schema() {
-    assert_eq!(newest(), 3);
+    assert!(newest() >= 3);
     for b in backends() {
         let t = TestDb::empty(b).await;
         let db = t.db();
@@ -181,7 +181,11 @@ async fn version_3_adds_instance_addresses_to_a_version_2_schema() {
         assert!(!db.table_exists("instance_addresses").await.unwrap(), "{b}");
 
         // The real one then applies (same table and index names) and the table works.
-        assert_eq!(db.migrate().await.unwrap(), [3], "{b}");
+        assert_eq!(
+            db.migrate_to(&migrations(), Some(3)).await.unwrap(),
+            [3],
+            "{b}"
+        );
         assert_eq!(db.schema_version().await.unwrap(), Some(3), "{b}");
         trove_db::testing::execute(
             db,
@@ -192,6 +196,82 @@ async fn version_3_adds_instance_addresses_to_a_version_2_schema() {
         assert_eq!(rows.len(), 1, "{b}");
         assert_eq!(rows[0].kind, "private", "{b}: column default");
         assert_eq!(rows[0].network, None, "{b}");
+    }
+}
+
+#[tokio::test]
+async fn version_4_adds_backup_fault_message_to_existing_rows() {
+    assert!(newest() >= 4);
+    for b in backends() {
+        let t = TestDb::empty(b).await;
+        let db = t.db();
+        assert_eq!(
+            db.migrate_to(&migrations(), Some(3)).await.unwrap(),
+            [1, 2, 3]
+        );
+        // A backup written before the column existed.
+        trove_db::testing::execute(
+            db,
+            "INSERT INTO backups (id, name, state, deleted) VALUES ('b-old', 'old', 'FAILED', FALSE)",
+        )
+        .await;
+
+        // A failing version 4 (its real step, then a broken one) leaves no column behind,
+        // also on MySQL where DDL is not transactional.
+        let mut broken = migrations();
+        broken[3].steps = |b| {
+            let mut steps = (migrations()[3].steps)(b);
+            steps.push(Step::new("ALTER TABLE nowhere ADD COLUMN x INTEGER", None));
+            steps
+        };
+        let err = db.migrate_to(&broken, Some(4)).await.unwrap_err();
+        assert!(err.to_string().contains("migration 4"), "{b}: {err}");
+        assert_eq!(db.schema_version().await.unwrap(), Some(3), "{b}");
+
+        assert_eq!(
+            db.migrate_to(&migrations(), Some(4)).await.unwrap(),
+            [4],
+            "{b}"
+        );
+        let old = db.backup_get("b-old").await.unwrap();
+        assert_eq!(
+            old.fault_message, None,
+            "{b}: existing rows have no message"
+        );
+        assert!(db
+            .backup_fail_if_running("b-old", "not running")
+            .await
+            .is_ok_and(|changed| !changed));
+        let mut new = trove_db::Backup {
+            id: "b-new".into(),
+            name: "new".into(),
+            state: "BUILDING".into(),
+            ..Default::default()
+        };
+        db.backup_create(&new).await.unwrap();
+        assert!(db
+            .backup_fail_if_running("b-new", "The guest agent stopped responding.")
+            .await
+            .unwrap());
+        new = db.backup_get("b-new").await.unwrap();
+        assert_eq!(new.state, "FAILED", "{b}");
+        assert_eq!(
+            new.fault_message.as_deref(),
+            Some("The guest agent stopped responding."),
+            "{b}"
+        );
+        // Long messages fit (TEXT on every backend).
+        new.fault_message = Some("x".repeat(5000));
+        db.backup_save(&new).await.unwrap();
+        assert_eq!(
+            db.backup_get("b-new")
+                .await
+                .unwrap()
+                .fault_message
+                .map(|m| m.len()),
+            Some(5000),
+            "{b}"
+        );
     }
 }
 

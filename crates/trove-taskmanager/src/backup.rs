@@ -183,15 +183,17 @@ impl TaskManager {
         .await;
         if let Err(e) = r {
             tracing::error!(backup.id = %backup_id, instance.id = instance_id, error = %e, "backup could not be started");
-            self.fail_backup(&backup_id).await;
+            self.fail_backup(&backup_id, &format!("The backup could not be started: {e}"))
+                .await;
         }
     }
 
-    /// Sets a backup that is still NEW, BUILDING or SAVING to FAILED.
-    async fn fail_backup(&self, backup_id: &str) {
+    /// Sets a backup that is still NEW, BUILDING or SAVING to FAILED, with why.
+    async fn fail_backup(&self, backup_id: &str, why: &str) {
         match self.db.backup_get(backup_id).await {
             Ok(mut b) if BACKUP_RUNNING_STATES.contains(&b.state.as_str()) => {
                 b.state = "FAILED".into();
+                b.fault_message = Some(why.to_owned());
                 if let Err(e) = self.db.backup_save(&b).await {
                     tracing::error!(backup.id = backup_id, error = %e, "cannot mark the backup FAILED");
                 }
@@ -234,6 +236,7 @@ impl TaskManager {
         if let Err(e) = &r {
             tracing::error!(backup.id = backup_id, error = %e, "deleting the backup's objects failed");
             b.state = "DELETE_FAILED".into();
+            b.fault_message = Some(format!("Deleting the backup's objects failed: {e}"));
         }
         b.datastore_version_id = None;
         let saved = match self.db.backup_save(&b).await {

@@ -16,6 +16,9 @@ use crate::manager::TaskManager;
 /// How long a delete may take before another taskmanager runs it again.
 const DELETE_GRACE: Duration = Duration::from_secs(600);
 
+/// The reason a tenant reads on a backup failed because its guest went silent.
+const GUEST_SILENT_DURING_BACKUP: &str = "The guest agent stopped responding during the backup.";
+
 impl TaskManager {
     /// One recovery pass. Returns how many instances it handled.
     pub async fn recover(self: &Arc<Self>) -> usize {
@@ -121,7 +124,11 @@ impl TaskManager {
             if !silent {
                 continue;
             }
-            match self.db.backup_fail_if_running(&b.id).await {
+            match self
+                .db
+                .backup_fail_if_running(&b.id, GUEST_SILENT_DURING_BACKUP)
+                .await
+            {
                 Ok(true) => {
                     tracing::warn!(
                         backup.id = %b.id, instance.id = %instance_id,

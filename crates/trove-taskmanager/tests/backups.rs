@@ -480,12 +480,26 @@ async fn a_backup_whose_guest_stopped_reporting_ends_failed() {
         s.db.service_status_touch("i-alive").await.unwrap();
     }
     assert_eq!(s.tm.recover().await, 1);
-    assert_eq!(s.row("b-dead").await.unwrap().state, "FAILED");
-    assert_eq!(s.row("b-alive").await.unwrap().state, "BUILDING");
+    let dead = s.row("b-dead").await.unwrap();
+    assert_eq!(dead.state, "FAILED");
+    assert_eq!(
+        dead.fault_message.as_deref(),
+        Some("The guest agent stopped responding during the backup."),
+        "the tenant reads why"
+    );
+    let alive = s.row("b-alive").await.unwrap();
+    assert_eq!(alive.state, "BUILDING");
+    assert_eq!(alive.fault_message, None);
     // A backup that finished meanwhile is left as it is.
     let mut done = s.row("b-alive").await.unwrap();
     done.state = "COMPLETED".into();
     s.db.backup_save(&done).await.unwrap();
-    assert!(!s.db.backup_fail_if_running("b-alive").await.unwrap());
-    assert_eq!(s.row("b-alive").await.unwrap().state, "COMPLETED");
+    assert!(!s
+        .db
+        .backup_fail_if_running("b-alive", "not applied")
+        .await
+        .unwrap());
+    let alive = s.row("b-alive").await.unwrap();
+    assert_eq!(alive.state, "COMPLETED");
+    assert_eq!(alive.fault_message, None);
 }

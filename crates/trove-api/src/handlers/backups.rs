@@ -76,7 +76,8 @@ impl DatastoreCache {
     }
 }
 
-/// The backup object of api.md §9.1.
+/// The backup object of api.md §9.1; a FAILED or DELETE_FAILED backup with a recorded
+/// reason also has `fault` (`message`, `created`), shaped like an instance's fault.
 fn view(b: &Backup, ds: Option<&DatastoreRef>) -> Value {
     let mut v = json!({
         "id": b.id,
@@ -93,6 +94,14 @@ fn view(b: &Backup, ds: Option<&DatastoreRef>) -> Value {
     });
     if let Some(d) = ds {
         v["datastore"] = json!({"type": d.type_, "version": d.version, "version_id": d.version_id});
+    }
+    if let Some(message) = b.fault_message.as_deref().filter(|m| !m.is_empty()) {
+        if matches!(b.state.as_str(), "FAILED" | "DELETE_FAILED") {
+            v["fault"] = json!({
+                "message": message,
+                "created": b.updated.as_ref().map(views::timestamp),
+            });
+        }
     }
     v
 }
@@ -852,5 +861,25 @@ mod tests {
             view(&x, Some(&d))["datastore"],
             json!({"type": "mariadb", "version": "10.11", "version_id": "v"})
         );
+    }
+
+    #[test]
+    fn the_view_has_a_fault_only_when_failed_with_a_reason() {
+        let mut x = b("a", None);
+        x.updated =
+            chrono::NaiveDate::from_ymd_opt(2026, 11, 26).and_then(|d| d.and_hms_opt(23, 5, 7));
+        x.state = "FAILED".into();
+        assert!(view(&x, None).get("fault").is_none(), "no reason recorded");
+        x.fault_message = Some("The backup failed: disk full.".into());
+        assert_eq!(
+            view(&x, None)["fault"],
+            json!({"message": "The backup failed: disk full.", "created": "2026-11-26T23:05:07"})
+        );
+        x.state = "DELETE_FAILED".into();
+        assert!(view(&x, None).get("fault").is_some());
+        for state in ["NEW", "BUILDING", "COMPLETED"] {
+            x.state = state.into();
+            assert!(view(&x, None).get("fault").is_none(), "{state}");
+        }
     }
 }

@@ -49,10 +49,14 @@ pub struct Backup {
     pub datastore_version_id: Option<String>,
     /// `swift` or `cinder`.
     pub storage_driver: Option<String>,
+    /// Why the backup failed, in words a tenant can read (our column; `None` when no
+    /// reason was recorded).
+    pub fault_message: Option<String>,
 }
 
 const COLS: &str = "id, name, description, location, backup_type, size, tenant_id, state, instance_id, checksum, \
-    backup_timestamp, deleted, created, updated, deleted_at, parent_id, datastore_version_id, storage_driver";
+    backup_timestamp, deleted, created, updated, deleted_at, parent_id, datastore_version_id, storage_driver, \
+    fault_message";
 
 macro_rules! bind_backup_fields {
     ($q:expr, $b:expr) => {
@@ -73,6 +77,7 @@ macro_rules! bind_backup_fields {
             .bind(&$b.parent_id)
             .bind(&$b.datastore_version_id)
             .bind(&$b.storage_driver)
+            .bind(&$b.fault_message)
     };
 }
 
@@ -85,7 +90,7 @@ impl Db {
         b.updated.get_or_insert(now);
         let sql = self.sql(&format!(
             "INSERT INTO backups ({COLS}) VALUES ({})",
-            vec!["?"; 18].join(", ")
+            vec!["?"; 19].join(", ")
         ));
         with_pool!(self, p => {
             let q = sqlx::query(&sql).bind(&b.id);
@@ -187,14 +192,20 @@ impl Db {
         Ok(with_pool!(self, p => sqlx::query_as(&sql).fetch_all(p).await?))
     }
 
-    /// Sets a live backup to FAILED if it is still NEW, BUILDING or SAVING (a report that
-    /// finished it meanwhile wins). Returns whether it was changed.
-    pub async fn backup_fail_if_running(&self, id: &str) -> Result<bool, DbError> {
+    /// Sets a live backup to FAILED, with `fault_message` as the reason shown to the
+    /// tenant, if it is still NEW, BUILDING or SAVING (a report that finished it meanwhile
+    /// wins). Returns whether it was changed.
+    pub async fn backup_fail_if_running(
+        &self,
+        id: &str,
+        fault_message: &str,
+    ) -> Result<bool, DbError> {
         let sql = self.sql(
-            "UPDATE backups SET state = 'FAILED', updated = ? WHERE id = ? AND deleted = FALSE \
-             AND state IN ('NEW', 'BUILDING', 'SAVING')",
+            "UPDATE backups SET state = 'FAILED', fault_message = ?, updated = ? WHERE id = ? \
+             AND deleted = FALSE AND state IN ('NEW', 'BUILDING', 'SAVING')",
         );
         let n = with_pool!(self, p => sqlx::query(&sql)
+            .bind(fault_message)
             .bind(utc_now())
             .bind(id)
             .execute(p)

@@ -40,6 +40,120 @@ pub struct UpdateBackupFields {
     pub success: Option<bool>,
 }
 
+/// The longest failure reason a guest sends (characters; the conductor stores no more).
+pub const FAULT_MESSAGE_MAX_CHARS: usize = 800;
+/// How many of the last lines of a failure reason are kept.
+pub const FAULT_MESSAGE_MAX_LINES: usize = 5;
+
+/// Words after which a value is a secret (`password=x`, `X-Auth-Token: x`, ...).
+const SECRET_KEYS: &[&str] = &["password", "passwd", "token", "secret", "temp_url_sig"];
+
+/// `text` made fit for a tenant to read: its last [`FAULT_MESSAGE_MAX_LINES`] non-empty
+/// lines joined by ` | `, the value after a secret-looking key (`password`, `token`,
+/// `secret`, ...) and the credentials of URLs (`scheme://user:pass@`) replaced by `***`,
+/// and no longer than [`FAULT_MESSAGE_MAX_CHARS`] (the end, where the cause is, is kept).
+pub fn tenant_fault_message(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let kept = &lines[lines.len().saturating_sub(FAULT_MESSAGE_MAX_LINES)..];
+    let joined = redact_secrets(&kept.join(" | "));
+    let n = joined.chars().count();
+    if n <= FAULT_MESSAGE_MAX_CHARS {
+        return joined;
+    }
+    let tail: String = joined
+        .chars()
+        .skip(n - (FAULT_MESSAGE_MAX_CHARS - 1))
+        .collect();
+    format!("…{tail}")
+}
+
+fn redact_secrets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let lower = rest.to_ascii_lowercase();
+        let url = lower.find("://");
+        let key = SECRET_KEYS
+            .iter()
+            .filter_map(|k| lower.find(k).map(|i| (i, i + k.len())))
+            .min();
+        match (url, key) {
+            (Some(p), k) if k.is_none_or(|(i, _)| p < i) => {
+                // URL credentials: scheme://user:password@host
+                let from = p + 3;
+                let auth = &rest[from..];
+                let end = auth
+                    .find(|c: char| c == '/' || c.is_whitespace())
+                    .unwrap_or(auth.len());
+                out.push_str(&rest[..from]);
+                match auth[..end]
+                    .rfind('@')
+                    .filter(|at| auth[..*at].contains(':'))
+                {
+                    Some(at) => {
+                        out.push_str("***");
+                        rest = &auth[at..];
+                    }
+                    None => rest = auth,
+                }
+            }
+            (_, Some((_, k))) => {
+                out.push_str(&rest[..k]);
+                rest = &rest[k..];
+                if let Some((start, end)) = secret_value(rest) {
+                    out.push_str(&rest[..start]);
+                    out.push_str("***");
+                    rest = &rest[end..];
+                }
+            }
+            _ => {
+                out.push_str(rest);
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Where the value of a secret-looking key is in `rest` (the text after the key word):
+/// the key's own tail (`_key`, a closing quote), blanks, `=` or `:`, blanks and maybe an
+/// opening quote, then the value up to its closing quote, or else to a blank or delimiter.
+fn secret_value(rest: &str) -> Option<(usize, usize)> {
+    let b = rest.as_bytes();
+    let mut i = 0;
+    while i < b.len() && i < 16 && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'-') {
+        i += 1;
+    }
+    if matches!(b.get(i), Some(b'"' | b'\'')) {
+        i += 1;
+    }
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    if !matches!(b.get(i), Some(b'=' | b':')) {
+        return None;
+    }
+    i += 1;
+    while b.get(i) == Some(&b' ') {
+        i += 1;
+    }
+    let quote = b.get(i).copied().filter(|q| matches!(q, b'"' | b'\''));
+    if quote.is_some() {
+        i += 1;
+    }
+    let start = i;
+    let len = match quote {
+        Some(q) => rest[start..].find(char::from(q)),
+        None => rest[start..].find(|c: char| c.is_whitespace() || "'\"&,;)]}|".contains(c)),
+    };
+    let end = len.map_or(rest.len(), |n| start + n);
+    (end > start).then_some((start, end))
+}
+
 /// Every conductor method with its wire arguments.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "method", content = "args", rename_all = "snake_case")]
@@ -67,6 +181,11 @@ pub enum ConductorRequest {
         /** Changed fields. */
         #[serde(flatten)]
         fields: UpdateBackupFields,
+        /** Why the backup failed, in words a tenant can read (our addition: Trove's
+        guests never send it, and Trove's conductor, which copies every argument naming a
+        backup column, skips it, as it has no such column). Sent only with a message. */
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fault_message: Option<String>,
     },
     /// Root was enabled.
     ReportRoot {
@@ -161,6 +280,28 @@ impl ConductorApi {
             backup_id: backup_id.into(),
             sent: Some(super::epoch_now()),
             fields,
+            fault_message: None,
+        };
+        self.cast(ctx, &req).await
+    }
+
+    /// `update_backup` stamped now, with the reason the backup failed (`fault_message`,
+    /// passed through [`tenant_fault_message`]) for the tenant to read; `fields` normally
+    /// sets the state to `FAILED`.
+    pub async fn update_backup_failed(
+        &self,
+        ctx: &RpcContext,
+        instance_id: &str,
+        backup_id: &str,
+        fields: UpdateBackupFields,
+        fault_message: &str,
+    ) -> Result<(), RpcError> {
+        let req = ConductorRequest::UpdateBackup {
+            instance_id: instance_id.into(),
+            backup_id: backup_id.into(),
+            sent: Some(super::epoch_now()),
+            fields,
+            fault_message: Some(tenant_fault_message(fault_message)),
         };
         self.cast(ctx, &req).await
     }
@@ -194,6 +335,7 @@ mod tests {
                 size: Some(0.2),
                 ..Default::default()
             },
+            fault_message: None,
         };
         let (m, a) = crate::api::split(&r).unwrap();
         assert_eq!(m, "update_backup");
@@ -202,5 +344,80 @@ mod tests {
             json!({"instance_id": "i", "backup_id": "b", "sent": 1.5, "state": "COMPLETED", "size": 0.2})
         );
         assert_eq!(ConductorRequest::decode(&m, a).unwrap(), r);
+    }
+
+    #[test]
+    fn fault_messages_keep_the_last_lines_without_secrets() {
+        assert_eq!(
+            tenant_fault_message("backup b failed: disk full"),
+            "backup b failed: disk full"
+        );
+        let many: String = (1..=9).map(|i| format!("line {i}\n\n")).collect();
+        assert_eq!(
+            tenant_fault_message(&many),
+            "line 5 | line 6 | line 7 | line 8 | line 9"
+        );
+        for (raw, want) in [
+            (
+                "mariadb --password=s3cret --user=os_admin failed",
+                "mariadb --password=*** --user=os_admin failed",
+            ),
+            (
+                "Access denied for user 'os_admin'@'localhost' (using password: YES)",
+                "Access denied for user 'os_admin'@'localhost' (using password: ***)",
+            ),
+            ("PGPASSWORD='x y' psql", "PGPASSWORD='***' psql"),
+            (
+                "header X-Auth-Token: gAAAAB.x-y rejected",
+                "header X-Auth-Token: *** rejected",
+            ),
+            (
+                "PUT http://admin:hunter2@swift:8080/v1/c/o?temp_url_sig=abc&x=1: 401",
+                "PUT http://***@swift:8080/v1/c/o?temp_url_sig=***&x=1: 401",
+            ),
+            ("secret_key = \"k\", next", "secret_key = \"***\", next"),
+            ("the token is missing", "the token is missing"),
+        ] {
+            assert_eq!(tenant_fault_message(raw), want, "{raw}");
+        }
+        let long = format!("{}the cause", "é".repeat(2000));
+        let kept = tenant_fault_message(&long);
+        assert_eq!(kept.chars().count(), FAULT_MESSAGE_MAX_CHARS);
+        assert!(kept.starts_with('…') && kept.ends_with("the cause"));
+    }
+
+    #[test]
+    fn update_backup_fault_message_is_optional_both_ways() {
+        let r = ConductorRequest::UpdateBackup {
+            instance_id: "i".into(),
+            backup_id: "b".into(),
+            sent: Some(2.0),
+            fields: UpdateBackupFields {
+                state: Some("FAILED".into()),
+                success: Some(false),
+                ..Default::default()
+            },
+            fault_message: Some("The backup tool failed: disk full.".into()),
+        };
+        let (m, a) = crate::api::split(&r).unwrap();
+        assert_eq!(
+            Value::Object(a.clone()),
+            json!({"instance_id": "i", "backup_id": "b", "sent": 2.0, "state": "FAILED",
+                "success": false, "fault_message": "The backup tool failed: disk full."})
+        );
+        assert_eq!(ConductorRequest::decode(&m, a).unwrap(), r);
+        // What a guest without the field sends decodes with no message.
+        let old = json!({"instance_id": "i", "backup_id": "b", "sent": 2.0, "state": "FAILED"});
+        match ConductorRequest::decode("update_backup", old.as_object().unwrap().clone()).unwrap() {
+            ConductorRequest::UpdateBackup {
+                fields,
+                fault_message,
+                ..
+            } => {
+                assert_eq!(fields.state.as_deref(), Some("FAILED"));
+                assert_eq!(fault_message, None);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }
