@@ -155,19 +155,43 @@ pub trait BackupStore: Send + Sync + std::fmt::Debug {
     async fn delete(&self, location: &str) -> Result<()>;
 }
 
+/// Largest segment the stores of [`open_store_for_url`] write (see
+/// [`set_process_segment_size`]).
+static SEGMENT_SIZE: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(DEFAULT_SEGMENT_SIZE);
+
+/// Sets the largest segment (bytes) the stores opened by [`open_store_for_url`] write:
+/// `[DEFAULT] backup_segment_max_size`. A larger backup is stored in segments (in Swift a
+/// Static Large Object and its segment objects). Zero or less means
+/// [`DEFAULT_SEGMENT_SIZE`].
+pub fn set_process_segment_size(bytes: i64) {
+    let bytes = u64::try_from(bytes)
+        .ok()
+        .filter(|b| *b > 0)
+        .unwrap_or(DEFAULT_SEGMENT_SIZE);
+    SEGMENT_SIZE.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The segment size set by [`set_process_segment_size`].
+pub fn process_segment_size() -> u64 {
+    SEGMENT_SIZE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The store whose base URL is `url`: `file://<dir>` is a [`LocalStore`], `http(s)://...`
 /// a Swift account ([`SwiftStore`]) reached with `token`, which it needs
-/// ([`BackupError::NoToken`] without one).
+/// ([`BackupError::NoToken`] without one). Either writes segments of at most
+/// [`process_segment_size`] bytes.
 pub fn open_store_for_url(url: &str, token: Option<&str>) -> Result<Arc<dyn BackupStore>> {
     let url = url.trim();
+    let segment_size = process_segment_size();
     let store: Arc<dyn BackupStore> = if url.starts_with(FILE_SCHEME) {
-        Arc::new(LocalStore::from_url(url)?)
+        Arc::new(LocalStore::from_url(url)?.with_segment_size(segment_size))
     } else if is_http_url(url) {
         let token = token.map(str::trim).filter(|t| !t.is_empty());
         let Some(token) = token else {
             return Err(BackupError::NoToken(url.trim_end_matches('/').to_owned()));
         };
-        Arc::new(SwiftStore::new(url, token)?)
+        Arc::new(SwiftStore::new(url, token)?.with_segment_size(segment_size))
     } else {
         return Err(unknown_scheme(url));
     };
@@ -295,6 +319,31 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn stores_by_url_write_segments_of_the_process_segment_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        let data = vec![7u8; 2500];
+        set_process_segment_size(1000);
+        assert_eq!(process_segment_size(), 1000);
+        let stored = open_store_for_url(&url, None)
+            .unwrap()
+            .put("c", "seg.tar.zst", &mut data.as_slice(), &Metadata::new())
+            .await;
+        set_process_segment_size(0);
+        let stored = stored.unwrap();
+        assert_eq!((stored.size, stored.segments), (2500, 3));
+        assert_eq!(process_segment_size(), DEFAULT_SEGMENT_SIZE);
+        set_process_segment_size(-1);
+        assert_eq!(process_segment_size(), DEFAULT_SEGMENT_SIZE);
+        let stored = open_store_for_url(&url, None)
+            .unwrap()
+            .put("c", "one.tar.zst", &mut data.as_slice(), &Metadata::new())
+            .await
+            .unwrap();
+        assert_eq!(stored.segments, 1);
+    }
 
     #[test]
     fn names() {

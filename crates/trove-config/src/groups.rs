@@ -434,7 +434,8 @@ opt_group! {
         backup_chunk_size: i64 = "65536",
             "Chunk size (bytes) of backup streams (unused).";
         backup_segment_max_size: i64 = "2147483648",
-            "Maximum size (bytes) of a backup segment object (unused).";
+            "Maximum size (bytes) of a backup segment object; larger backups are stored as \
+             a Static Large Object of such segments.";
         module_aes_cbc_key: Secret = "module_aes_cbc_key",
             "Key encrypting module contents at rest.";
         module_types: Vec<String> = "ping,new_relic_license",

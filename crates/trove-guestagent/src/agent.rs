@@ -69,7 +69,9 @@ mod sysinfo;
 
 use crate::error::GuestError;
 use crate::heartbeat::{status_loop, RestartBackoff};
-use crate::manager::{manager_for, DatastoreManager, ManagerConfig, Overrides, PrepareRequest};
+use crate::manager::{
+    manager_for, DatastoreManager, ManagerConfig, Overrides, PrepareRequest, ReplicaContext,
+};
 use crate::models::{Database, User, UserAttributes, UserPassword};
 use crate::process::ServiceUser;
 use crate::status::ServiceStatus;
@@ -672,6 +674,41 @@ impl Dispatcher for GuestDispatcher {
             R::DisableRoot {} => ok(m.disable_root().await),
             R::IsRootEnabled {} => ok(m.is_root_enabled().await),
             R::CreateBackup { backup_info } => self.create_backup(&ctx, backup_info).await,
+            R::BackupRequiredForReplication {} => Ok(Value::Bool(true)),
+            R::GetReplicationSnapshot { snapshot_info, .. } => {
+                self.replication_snapshot(&ctx, snapshot_info).await
+            }
+            R::GetReplicaContext {} => ok(m.replica_context().await),
+            R::AttachReplica {
+                replica_info,
+                restart,
+                ..
+            } => {
+                let context: ReplicaContext = arg(method, "replica_info", replica_info)?;
+                let r = m.attach_replica(&context, restart).await;
+                inner.observe_and_report().await;
+                ok(r)
+            }
+            R::DetachReplica { for_failover } => {
+                let r = m.detach_replica(for_failover).await;
+                inner.observe_and_report().await;
+                ok(r)
+            }
+            R::MakeReadOnly { read_only } => ok(m.make_read_only(read_only).await),
+            R::EnableAsMaster { .. } => ok(m.enable_as_master().await),
+            R::DemoteReplicationMaster {} => ok(m.demote_replication_master().await),
+            R::GetLastTxn {} => ok(m
+                .get_last_txn()
+                .await
+                .map(|(uuid, txn)| serde_json::json!([uuid, txn]))),
+            R::GetLatestTxnId {} => ok(m.get_latest_txn_id().await),
+            R::WaitForTxn { txn } => {
+                let txn = match txn {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                ok(m.wait_for_txn(&txn).await)
+            }
             _ => Err(RemoteError::no_such_method(method)),
         }
     }
@@ -762,8 +799,79 @@ impl GuestDispatcher {
             ctx.auth_token.clone(),
             inner.clone().run_backup(info, notification),
         );
-        inner.tasks.spawn(task.instrument(span));
+        // The outcome reaches the conductor; nobody waits for this cast.
+        inner.tasks.spawn(
+            async move {
+                let _ = task.await;
+            }
+            .instrument(span),
+        );
         Ok(Value::Null)
+    }
+}
+
+impl GuestDispatcher {
+    /// `get_replication_snapshot` (a call): makes the server a replication source, takes a
+    /// full backup into the store `snapshot_info` names (reported to the conductor like any
+    /// backup), and returns the snapshot a new replica is prepared from.
+    async fn replication_snapshot(
+        &self,
+        ctx: &RpcContext,
+        snapshot_info: Value,
+    ) -> Result<Value, RemoteError> {
+        let inner = &self.0;
+        let m = inner.manager.as_ref();
+        let Some(strategy) = m.replication_strategy() else {
+            return Err(remote_error(&m.no_replication()));
+        };
+        let info: crate::backup::BackupInfo =
+            arg("get_replication_snapshot", "snapshot_info", snapshot_info)?;
+        let notification =
+            PrepareNotification::with_class(ctx, &inner.guest_id, BACKUP_NOTIFICATION);
+        if !m.is_prepared() {
+            let text = format!("replication snapshot {} refused: not prepared", info.id);
+            inner.backup_failed(&info, &notification, &text).await;
+            return Err(RemoteError::trove("GuestError", text));
+        }
+        let context = match m.replica_context().await {
+            Ok(c) => c,
+            Err(e) => {
+                let text = format!("replication snapshot {} failed: {e}", info.id);
+                inner.backup_failed(&info, &notification, &text).await;
+                return Err(remote_error(&e));
+            }
+        };
+        if inner.backing_up.swap(true, Ordering::SeqCst) {
+            let text = format!(
+                "replication snapshot {} refused: another backup of this instance is running",
+                info.id
+            );
+            inner.backup_failed(&info, &notification, &text).await;
+            return Err(RemoteError::trove("GuestError", text));
+        }
+        let span = tracing::info_span!(parent: &inner.span, "backup", backup.id = %info.id);
+        let id = info.id.clone();
+        let outcome = crate::backup::with_auth_token(
+            ctx.auth_token.clone(),
+            inner.clone().run_backup(info, notification),
+        )
+        .instrument(span)
+        .await;
+        if let Err(text) = outcome {
+            return Err(RemoteError::trove("GuestError", text));
+        }
+        let stats = m.get_filesystem_stats(None).await.ok();
+        Ok(serde_json::json!({
+            "dataset": {
+                "datastore_manager": m.name(),
+                "dataset_size": stats.as_ref().map(|s| s.used),
+                "volume_size": stats.as_ref().map(|s| s.total),
+                "snapshot_id": id,
+            },
+            "replication_strategy": strategy,
+            "master": context.master,
+            "replica_conf": context.replica_conf,
+        }))
     }
 }
 
@@ -789,16 +897,27 @@ impl Inner {
         notification: &PrepareNotification,
         text: &str,
     ) {
-        self.update_backup(
-            &info.id,
-            trove_rpc::api::UpdateBackupFields {
-                state: Some("FAILED".into()),
-                backup_type: Some(info.backup_type.clone()),
-                success: Some(false),
-                ..Default::default()
-            },
-        )
-        .await;
+        let fields = trove_rpc::api::UpdateBackupFields {
+            state: Some("FAILED".into()),
+            backup_type: Some(info.backup_type.clone()),
+            success: Some(false),
+            ..Default::default()
+        };
+        // The conductor stores `text` (its last lines, secrets masked) as the backup's
+        // fault, which the tenant reads.
+        if let Err(e) = self
+            .conductor
+            .update_backup_failed(
+                &RpcContext::default(),
+                &self.guest_id,
+                &info.id,
+                fields,
+                text,
+            )
+            .await
+        {
+            tracing::warn!(backup.id = %info.id, error = %e, "backup update not sent");
+        }
         self.notify_error(notification, "backup failed", text, &[text.to_string()])
             .await;
     }
@@ -808,7 +927,7 @@ impl Inner {
         self: Arc<Self>,
         info: crate::backup::BackupInfo,
         notification: PrepareNotification,
-    ) {
+    ) -> std::result::Result<(), String> {
         let used =
             |stats: Result<crate::manager::FilesystemStats, GuestError>| stats.ok().map(|s| s.used);
         let size = used(self.manager.get_filesystem_stats(None).await);
@@ -828,7 +947,7 @@ impl Inner {
             Ok(job) => self.manager.create_backup(&job).await,
             Err(e) => Err(e),
         };
-        match result {
+        let outcome = match result {
             Ok(stored) => {
                 tracing::info!(location = %stored.location, checksum = %stored.checksum,
                     bytes = stored.size, segments = stored.segments,
@@ -848,14 +967,17 @@ impl Inner {
                 )
                 .await;
                 self.notify_end(&notification).await;
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(error = %e, "backup failed");
                 let text = format!("backup {} failed: {e}", info.id);
                 self.backup_failed(&info, &notification, &text).await;
+                Err(text)
             }
-        }
+        };
         self.backing_up.store(false, Ordering::SeqCst);
+        outcome
     }
 }
 
@@ -880,8 +1002,13 @@ fn prepare_request(args: PrepareArgs, manager: &str) -> Result<PrepareRequest, S
         Some(v) => Some(crate::backup::RestoreInfo::from_value(v)?),
         None => None,
     };
-    if present(&args.snapshot) {
-        return Err("creating a replica in prepare is not supported by this guest agent".into());
+    if present(&args.snapshot) && !matches!(manager, "mariadb" | "mysql" | "postgresql") {
+        return Err(format!(
+            "creating a replica of {manager} is not supported by this guest agent"
+        ));
+    }
+    if present(&args.snapshot) && restore.is_none() {
+        return Err("a replica's prepare needs the source's snapshot as backup_info".into());
     }
     if present(&args.cluster_config) {
         return Err("cluster members are not supported by this guest agent".into());
@@ -897,6 +1024,9 @@ fn prepare_request(args: PrepareArgs, manager: &str) -> Result<PrepareRequest, S
     }
     if let Some(obj) = value.as_object_mut() {
         obj.remove("backup_info");
+        if obj.get("snapshot").is_some_and(Value::is_null) {
+            obj.remove("snapshot");
+        }
     }
     let mut request: PrepareRequest =
         serde_json::from_value(value).map_err(|e| format!("prepare(): invalid arguments: {e}"))?;
@@ -1086,8 +1216,10 @@ pub async fn serve(
 }
 
 /// Sets the key backups are encrypted with from `[DEFAULT] backup_encryption_key` (empty:
-/// backups are not encrypted) for the stores this process opens.
+/// backups are not encrypted) and the largest segment they are stored in from
+/// `[DEFAULT] backup_segment_max_size`, for the stores this process opens.
 pub fn set_backup_key(config: &Config) -> Result<(), AgentError> {
+    trove_backup::set_process_segment_size(config.default.backup_segment_max_size);
     let text = config.default.backup_encryption_key.expose_secret().trim();
     let key = if text.is_empty() {
         None

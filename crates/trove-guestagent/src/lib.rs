@@ -37,6 +37,7 @@ mod lifecycle;
 pub mod manager;
 pub mod mariadb;
 pub mod models;
+mod pg_replication;
 pub mod pgbackup;
 pub mod postgres;
 pub mod process;

@@ -64,6 +64,11 @@ pub struct PrepareRequest {
     /// starts from its data instead of an empty data directory.
     #[serde(default)]
     pub backup_info: Option<RestoreInfo>,
+    /// Set when the new instance is a replica (`snapshot` of `prepare`): after the restore
+    /// of `backup_info` (the source's replication snapshot) the server starts as a read-only
+    /// replica of `snapshot.master` ([`DatastoreManager::attach_replica`]).
+    #[serde(default)]
+    pub snapshot: Option<ReplicaSnapshot>,
 }
 
 impl std::fmt::Debug for PrepareRequest {
@@ -84,6 +89,7 @@ impl std::fmt::Debug for PrepareRequest {
             .field("mount_point", &self.mount_point)
             .field("device_path", &self.device_path)
             .field("backup_info", &self.backup_info)
+            .field("snapshot", &self.snapshot.as_ref().map(|s| &s.master))
             .finish()
     }
 }
@@ -95,6 +101,84 @@ where
     T: Deserialize<'de> + Default,
 {
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Address of a replication source (`master` of Trove's replica context).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaSourceAddress {
+    /// Host name or address replicas connect to.
+    pub host: String,
+    /// Port of the database server.
+    pub port: u16,
+}
+
+/// Account replicas log in with to stream changes.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationUser {
+    /// User name (MariaDB: `slave_<8 hex>`; PostgreSQL: `replicator`).
+    pub name: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for ReplicationUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicationUser")
+            .field("name", &self.name)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `replica_conf` of a replica context.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ReplicaConf {
+    /// Where replication starts (datastore-specific; `{}` when the replica reads it from
+    /// the restored snapshot itself).
+    #[serde(default)]
+    pub log_position: serde_json::Value,
+    /// The replication account.
+    #[serde(default)]
+    pub replication_user: Option<ReplicationUser>,
+}
+
+/// How a replica reaches and follows its source (`get_replica_context`, and the `master` and
+/// `replica_conf` of a replication snapshot).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaContext {
+    /// The source's address.
+    pub master: ReplicaSourceAddress,
+    /// Credentials and position.
+    #[serde(default)]
+    pub replica_conf: ReplicaConf,
+}
+
+/// The replication snapshot a source returns from `get_replication_snapshot` and a new
+/// replica receives as `snapshot` in `prepare`. Unknown keys (`config`, `cert_container`,
+/// `ssl_mode`, ...) are ignored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaSnapshot {
+    /// `{"datastore_manager", "dataset_size", "volume_size", "snapshot_id"}`.
+    #[serde(default)]
+    pub dataset: serde_json::Value,
+    /// Strategy name (`MariaDBGTIDReplication`, `PostgresqlReplicationStreaming`).
+    #[serde(default)]
+    pub replication_strategy: Option<String>,
+    /// The source's address.
+    pub master: ReplicaSourceAddress,
+    /// Credentials and position.
+    #[serde(default)]
+    pub replica_conf: ReplicaConf,
+}
+
+impl ReplicaSnapshot {
+    /// The context part of the snapshot.
+    pub fn context(&self) -> ReplicaContext {
+        ReplicaContext {
+            master: self.master.clone(),
+            replica_conf: self.replica_conf.clone(),
+        }
+    }
 }
 
 /// Where and how the instance's server runs. Fixed for the life of the agent.
@@ -494,6 +578,77 @@ pub trait DatastoreManager: Send + Sync {
             "backups of {} on this guest agent",
             self.name()
         )))
+    }
+
+    /// Name of the replication strategy (`replication_strategy` of a snapshot), `None` when
+    /// this datastore cannot replicate.
+    fn replication_strategy(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Makes the running server a replication source if it is not one yet (binary logs /
+    /// WAL senders, a replication account, network rules) and returns how a replica reaches
+    /// and follows it (`get_replica_context`; `get_replication_snapshot` before its backup).
+    /// Calling it again returns the same account.
+    async fn replica_context(&self) -> Result<ReplicaContext> {
+        Err(self.no_replication())
+    }
+
+    /// Makes this server a read-only replica of `context.master` (`attach_replica`). When
+    /// the server was restored from the source's snapshot, replication starts where the
+    /// snapshot ends; otherwise (re-pointing an existing replica to a new source after a
+    /// promotion) from the position both share. With `restart`, the server restarts to take
+    /// the replica settings. Returns once the replica is connected and streaming.
+    async fn attach_replica(&self, context: &ReplicaContext, restart: bool) -> Result<()> {
+        let _ = (context, restart);
+        Err(self.no_replication())
+    }
+
+    /// Stops replicating and makes the server a writable standalone one (`detach_replica`).
+    /// Returns `{"replication_user": name-or-null}` (the account the source may drop).
+    async fn detach_replica(&self, for_failover: bool) -> Result<serde_json::Value> {
+        let _ = for_failover;
+        Err(self.no_replication())
+    }
+
+    /// Refuses (or again allows) writes by tenants (`make_read_only`).
+    async fn make_read_only(&self, read_only: bool) -> Result<()> {
+        let _ = read_only;
+        Err(self.no_replication())
+    }
+
+    /// Turns a former replica into a source replicas can follow (`enable_as_master`).
+    async fn enable_as_master(&self) -> Result<()> {
+        Err(self.no_replication())
+    }
+
+    /// Prepares a former source to become a replica of another one
+    /// (`demote_replication_master`).
+    async fn demote_replication_master(&self) -> Result<()> {
+        Err(self.no_replication())
+    }
+
+    /// `[source uuid, last transaction number]` of a replica (`get_last_txn`): the replica
+    /// with the highest number has the most of the source's changes.
+    async fn get_last_txn(&self) -> Result<(String, i64)> {
+        Err(self.no_replication())
+    }
+
+    /// The newest transaction position of the server (`get_latest_txn_id`): a GTID
+    /// position (MariaDB) or an LSN (PostgreSQL).
+    async fn get_latest_txn_id(&self) -> Result<String> {
+        Err(self.no_replication())
+    }
+
+    /// Waits until this replica has applied everything up to `txn` (`wait_for_txn`).
+    async fn wait_for_txn(&self, txn: &str) -> Result<()> {
+        let _ = txn;
+        Err(self.no_replication())
+    }
+
+    /// The error of a replication method this datastore does not support.
+    fn no_replication(&self) -> GuestError {
+        GuestError::NotSupported(format!("replication of {}", self.name()))
     }
 
     /// Replaces the base configuration and starts the server, restarting it if it runs

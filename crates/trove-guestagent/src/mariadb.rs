@@ -9,10 +9,13 @@
 //! │   ├── my.cnf                   base configuration: `config_contents` from the controller,
 //! │   │                            or rendered from the flavor's RAM; ends with
 //! │   │                            `!includedir <mount>/etc/conf.d`
+//! │   ├── replication-source.json  the source a replica follows (address, server id)
 //! │   └── conf.d/
-//! │       └── 20-user-overrides.cnf  configuration group values (`update_overrides`)
+//! │       ├── 20-user-overrides.cnf  configuration group values (`update_overrides`)
+//! │       └── 50-system-replication.cnf  server_id, binary log, GTID strict mode, read_only
 //! ├── conf.d/                      agent credentials, root only (0700)
 //! │   ├── os_admin.cnf             [client] user/password/socket of the agent's account (0600)
+//! │   ├── replication.cnf          [client] the replication account of a source (0600)
 //! │   └── root.cnf                 [client] password of root@localhost (0600)
 //! ├── run/
 //! │   ├── mysqld.sock              the agent's way in (os_admin@localhost)
@@ -35,6 +38,11 @@
 //! backup (chain) instead of `mariadb-install-db`, first starts the server with an init file
 //! resetting `root@localhost`, then secures it as a new instance (see [`crate::backup`]).
 //!
+//! Replication (`MariaDBGTIDReplication`, see [`replication`]): every instance runs with a
+//! binary log and its own `server_id`; a replica is prepared from its source's snapshot
+//! (`prepare` with `snapshot`), follows it read-only by GTID and refuses changes of databases
+//! and accounts while it does; the module also has the steps of switchover and failover.
+//!
 //! Accounts: `root@localhost` gets a random password (saved in `root.cnf`); `os_admin@localhost`
 //! gets a random 36-character password and all privileges with grant option; anonymous users
 //! and non-local root accounts are dropped. "Enable root" creates `root@'%'`.
@@ -51,6 +59,7 @@ use crate::lifecycle::{Lifecycle, ServerSteps};
 use crate::manager::{
     check_overrides, filesystem_stats, generate_password, mkdir, paginate, write_file,
     DatastoreManager, FilesystemStats, ManagerConfig, Overrides, Page, PrepareRequest,
+    ReplicaContext,
 };
 use crate::models::{
     validate_databases, validate_users, Database, Flavor, User, UserAttributes, UserPassword,
@@ -59,6 +68,9 @@ use crate::models::{
 use crate::process::{run_checked, Liveness, ServerProcess};
 use crate::sql::{mysql_account, mysql_ident, mysql_literal, MysqlEscaping};
 use crate::status::ServiceStatus;
+
+#[path = "mariadb_replication.rs"]
+pub mod replication;
 
 const FLAVOR: Flavor = Flavor::Mysql;
 /// The agent's administrative account.
@@ -361,6 +373,20 @@ impl MariaDbManager {
         Ok((pool, MysqlEscaping::from_sql_mode(&mode)))
     }
 
+    /// [`MariaDbManager::admin`] for a change of databases or accounts, refused while the
+    /// server follows a replication source: its databases and users come from the source,
+    /// and a local change would make it diverge (its GTID strict mode then stops
+    /// replication).
+    async fn admin_writable(&self) -> Result<(MySqlPool, MysqlEscaping)> {
+        let (pool, esc) = self.admin().await?;
+        if self.slave_status(&pool).await?.is_some() {
+            return Err(GuestError::InvalidValue(
+                "This instance is a replica: its databases and users come from its replication source.".into(),
+            ));
+        }
+        Ok((pool, esc))
+    }
+
     async fn ping(&self, opts: &MySqlConnectOptions) -> bool {
         let attempt = async {
             let mut c = MySqlConnection::connect_with(opts).await?;
@@ -414,6 +440,8 @@ impl MariaDbManager {
             Liveness::Stopped => {}
         }
         self.process.forget()?;
+        // Instances configured before replication settings existed get them now.
+        self.ensure_replication_config(None)?;
         let pid = self.spawn_server()?;
         tracing::info!(pid, address = %self.config.bind_address, port = self.config.port, "mariadbd started");
         self.wait_healthy(&self.admin_options()).await
@@ -470,8 +498,10 @@ impl MariaDbManager {
         run_checked(cmd, "mariadb-install-db").await
     }
 
-    /// Root password, `os_admin`, no anonymous users, no remote root.
-    async fn secure(&self) -> Result<()> {
+    /// Root password, `os_admin`, no anonymous users, no remote root. A replica keeps the
+    /// accounts it got from its source (it must stay identical to it, or later changes the
+    /// source replicates, such as dropping remote root, would fail there).
+    async fn secure(&self, replica: bool) -> Result<()> {
         let root_opts = self.socket_options("root", None);
         let conn = MySqlPoolOptions::new()
             .max_connections(1)
@@ -481,9 +511,13 @@ impl MariaDbManager {
             .fetch_one(&conn)
             .await?;
         let esc = MysqlEscaping::from_sql_mode(&mode);
-        let rows = sqlx::query("SELECT CAST(User AS CHAR), CAST(Host AS CHAR) FROM mysql.user WHERE User = '' OR (User = 'root' AND Host <> 'localhost')")
-            .fetch_all(&conn)
-            .await?;
+        let rows = if replica {
+            Vec::new()
+        } else {
+            sqlx::query("SELECT CAST(User AS CHAR), CAST(Host AS CHAR) FROM mysql.user WHERE User = '' OR (User = 'root' AND Host <> 'localhost')")
+                .fetch_all(&conn)
+                .await?
+        };
         let root_pw = generate_password(self.config.password_length);
         let admin_pw = generate_password(self.config.password_length);
         let mut stmts = Vec::new();
@@ -525,15 +559,28 @@ impl MariaDbManager {
     async fn do_prepare(&self, req: &PrepareRequest) -> Result<()> {
         validate_databases(FLAVOR, &req.databases)?;
         validate_users(FLAVOR, &req.users)?;
+        for u in &req.users {
+            not_replication_user(&u.name)?;
+        }
         check_overrides(&req.overrides)?;
         if let Some(p) = &req.root_password {
             FLAVOR.check_password(p)?;
+        }
+        if let Some(snapshot) = &req.snapshot {
+            Self::check_snapshot(snapshot)?;
+            if req.backup_info.is_none() {
+                return Err(GuestError::InvalidValue(
+                    "a replica is prepared from its source's snapshot (backup_info).".into(),
+                ));
+            }
         }
         // A server left by an earlier failed attempt is stopped first.
         self.stop_locked().await?;
         self.make_dirs()?;
         let l = &self.layout;
         self.write_base_config(req.config_contents.as_deref(), req.memory_mb)?;
+        // A replica is read-only from its first start (the restore's own start included).
+        self.ensure_replication_config(req.snapshot.as_ref().map(|_| true))?;
         if !req.overrides.is_empty() {
             write_file(
                 &l.user_overrides(),
@@ -542,6 +589,7 @@ impl MariaDbManager {
             )?;
         }
         let mut extra = Vec::new();
+        let mut snapshot_gtid = None;
         let init_file = l.tmp_dir.join("restore-init.sql");
         if let Some(restore) = &req.backup_info {
             crate::backup::mariadb_restore(
@@ -550,6 +598,10 @@ impl MariaDbManager {
                 &self.config.service_user,
             )
             .await?;
+            self.forget_restored_replica_state()?;
+            if req.snapshot.is_some() {
+                snapshot_gtid = Some(self.snapshot_position()?);
+            }
             // The restored grant tables hold the source's passwords: root@localhost is reset
             // on the first start, then secured below like a new instance (new root and
             // os_admin passwords; the source's remote root accounts are dropped).
@@ -573,13 +625,17 @@ impl MariaDbManager {
         if read_cnf_password(&l.os_admin_cnf()).is_none() {
             self.wait_healthy(&self.socket_options("root", None))
                 .await?;
-            self.secure().await?;
+            self.secure(req.snapshot.is_some()).await?;
         }
         if !extra.is_empty() {
             std::fs::remove_file(&init_file)
                 .map_err(|e| GuestError::io(format!("removing {}", init_file.display()), e))?;
         }
         self.wait_healthy(&self.admin_options()).await?;
+        if let (Some(snapshot), Some(gtid)) = (&req.snapshot, &snapshot_gtid) {
+            self.start_replication(&snapshot.context(), Some(gtid))
+                .await?;
+        }
         Ok(())
     }
 
@@ -696,6 +752,14 @@ fn normalise_sql_mode<'c>(
     })
 }
 
+/// Refuses the names of the agent's replication accounts in tenant user requests.
+fn not_replication_user(name: &str) -> Result<()> {
+    if replication::is_replication_user(name) {
+        return Err(GuestError::Reserved(format!("User {name}")));
+    }
+    Ok(())
+}
+
 fn read_cnf_password(path: &Path) -> Option<String> {
     let text = std::fs::read_to_string(path).ok()?;
     text.lines().find_map(|l| {
@@ -784,13 +848,56 @@ impl DatastoreManager for MariaDbManager {
         crate::backup::mariadb_backup(&self.backup_paths(), job).await
     }
 
+    fn replication_strategy(&self) -> Option<&'static str> {
+        Some(replication::STRATEGY)
+    }
+
+    async fn replica_context(&self) -> Result<ReplicaContext> {
+        self.replication_context().await
+    }
+
+    /// The replica settings apply to the running server (and are persisted), so `restart`
+    /// is not needed and the server keeps running.
+    async fn attach_replica(&self, context: &ReplicaContext, restart: bool) -> Result<()> {
+        let _ = restart;
+        self.start_replication(context, None).await
+    }
+
+    async fn detach_replica(&self, for_failover: bool) -> Result<serde_json::Value> {
+        self.stop_replication(for_failover).await
+    }
+
+    async fn make_read_only(&self, read_only: bool) -> Result<()> {
+        self.set_read_only(read_only).await
+    }
+
+    async fn enable_as_master(&self) -> Result<()> {
+        self.become_source().await
+    }
+
+    async fn demote_replication_master(&self) -> Result<()> {
+        self.set_read_only(true).await
+    }
+
+    async fn get_last_txn(&self) -> Result<(String, i64)> {
+        self.last_txn().await
+    }
+
+    async fn get_latest_txn_id(&self) -> Result<String> {
+        self.latest_txn_id().await
+    }
+
+    async fn wait_for_txn(&self, txn: &str) -> Result<()> {
+        self.wait_txn(txn).await
+    }
+
     async fn create_databases(&self, databases: Vec<Database>) -> Result<()> {
         validate_databases(FLAVOR, &databases)?;
         let stmts = databases
             .iter()
             .map(plan_create_database)
             .collect::<Result<Vec<_>>>()?;
-        let (pool, _) = self.admin().await?;
+        let (pool, _) = self.admin_writable().await?;
         exec_all(&pool, &stmts).await
     }
 
@@ -818,7 +925,7 @@ impl DatastoreManager for MariaDbManager {
 
     async fn delete_database(&self, database: Database) -> Result<()> {
         FLAVOR.validate_database(&database)?;
-        let (pool, _) = self.admin().await?;
+        let (pool, _) = self.admin_writable().await?;
         let exists = self
             .existing_databases(&pool)
             .await?
@@ -839,7 +946,10 @@ impl DatastoreManager for MariaDbManager {
 
     async fn create_users(&self, users: Vec<User>) -> Result<()> {
         validate_users(FLAVOR, &users)?;
-        let (pool, esc) = self.admin().await?;
+        for u in &users {
+            not_replication_user(&u.name)?;
+        }
+        let (pool, esc) = self.admin_writable().await?;
         for u in &users {
             if self.user_exists(&pool, &u.name, u.host()).await? {
                 return Err(GuestError::AlreadyExists(format!(
@@ -871,7 +981,12 @@ impl DatastoreManager for MariaDbManager {
         let users: Vec<User> = rows
             .into_iter()
             .map(|r| (r.get::<String, _>(0), r.get::<String, _>(1)))
-            .filter(|(u, h)| !u.is_empty() && h != "localhost" && !FLAVOR.is_reserved_user(u))
+            .filter(|(u, h)| {
+                !u.is_empty()
+                    && h != "localhost"
+                    && !FLAVOR.is_reserved_user(u)
+                    && !replication::is_replication_user(u)
+            })
             .map(|(name, host)| {
                 let mut databases: Vec<Database> = access
                     .iter()
@@ -901,6 +1016,7 @@ impl DatastoreManager for MariaDbManager {
     async fn get_user(&self, username: &str, hostname: Option<&str>) -> Result<Option<User>> {
         let host = hostname.unwrap_or(DEFAULT_HOST);
         FLAVOR.validate_user_ref(username, host)?;
+        not_replication_user(username)?;
         let (pool, _) = self.admin().await?;
         if !self.user_exists(&pool, username, host).await? {
             return Ok(None);
@@ -917,7 +1033,8 @@ impl DatastoreManager for MariaDbManager {
 
     async fn delete_user(&self, user: User) -> Result<()> {
         FLAVOR.validate_user_ref(&user.name, user.host())?;
-        let (pool, esc) = self.admin().await?;
+        not_replication_user(&user.name)?;
+        let (pool, esc) = self.admin_writable().await?;
         self.require_user(&pool, &user.name, user.host()).await?;
         exec_all(
             &pool,
@@ -932,9 +1049,10 @@ impl DatastoreManager for MariaDbManager {
     async fn change_passwords(&self, users: Vec<UserPassword>) -> Result<()> {
         for u in &users {
             FLAVOR.validate_user_ref(&u.name, u.host.as_deref().unwrap_or(DEFAULT_HOST))?;
+            not_replication_user(&u.name)?;
             FLAVOR.check_password(&u.password)?;
         }
-        let (pool, esc) = self.admin().await?;
+        let (pool, esc) = self.admin_writable().await?;
         let mut plan = Vec::new();
         for u in &users {
             let host = u.host.as_deref().unwrap_or(DEFAULT_HOST);
@@ -956,13 +1074,15 @@ impl DatastoreManager for MariaDbManager {
     ) -> Result<()> {
         let host = hostname.unwrap_or(DEFAULT_HOST);
         FLAVOR.validate_user_ref(username, host)?;
+        not_replication_user(username)?;
         let new_name = attrs.name.as_deref().unwrap_or(username);
         let new_host = attrs.host.as_deref().unwrap_or(host);
         FLAVOR.validate_user_ref(new_name, new_host)?;
+        not_replication_user(new_name)?;
         if let Some(p) = &attrs.password {
             FLAVOR.check_password(p)?;
         }
-        let (pool, esc) = self.admin().await?;
+        let (pool, esc) = self.admin_writable().await?;
         self.require_user(&pool, username, host).await?;
         let mut plan = Vec::new();
         if (new_name, new_host) != (username, host) {
@@ -995,9 +1115,10 @@ impl DatastoreManager for MariaDbManager {
     ) -> Result<()> {
         let host = hostname.unwrap_or(DEFAULT_HOST);
         FLAVOR.validate_user_ref(username, host)?;
+        not_replication_user(username)?;
         let dbs: Vec<Database> = databases.into_iter().map(Database::new).collect();
         validate_databases(FLAVOR, &dbs)?;
-        let (pool, esc) = self.admin().await?;
+        let (pool, esc) = self.admin_writable().await?;
         self.require_user(&pool, username, host).await?;
         let existing: Vec<String> = self
             .existing_databases(&pool)
@@ -1030,8 +1151,9 @@ impl DatastoreManager for MariaDbManager {
     ) -> Result<()> {
         let host = hostname.unwrap_or(DEFAULT_HOST);
         FLAVOR.validate_user_ref(username, host)?;
+        not_replication_user(username)?;
         FLAVOR.validate_database(&Database::new(database))?;
-        let (pool, esc) = self.admin().await?;
+        let (pool, esc) = self.admin_writable().await?;
         self.require_user(&pool, username, host).await?;
         if !self
             .access_of(&pool, username, host)
@@ -1057,6 +1179,7 @@ impl DatastoreManager for MariaDbManager {
     async fn list_access(&self, username: &str, hostname: Option<&str>) -> Result<Vec<Database>> {
         let host = hostname.unwrap_or(DEFAULT_HOST);
         FLAVOR.validate_user_ref(username, host)?;
+        not_replication_user(username)?;
         let (pool, _) = self.admin().await?;
         self.require_user(&pool, username, host).await?;
         self.access_of(&pool, username, host).await
@@ -1065,7 +1188,7 @@ impl DatastoreManager for MariaDbManager {
     async fn enable_root(&self, password: Option<String>) -> Result<User> {
         let password = password.unwrap_or_else(|| generate_password(self.config.password_length));
         FLAVOR.check_password(&password)?;
-        let (pool, esc) = self.admin().await?;
+        let (pool, esc) = self.admin_writable().await?;
         let account = mysql_account("root", "%", esc)?;
         let verb = if self.user_exists(&pool, "root", "%").await? {
             "ALTER"
@@ -1093,7 +1216,7 @@ impl DatastoreManager for MariaDbManager {
     }
 
     async fn disable_root(&self) -> Result<()> {
-        let (pool, esc) = self.admin().await?;
+        let (pool, esc) = self.admin_writable().await?;
         let rows = sqlx::query(
             "SELECT CAST(Host AS CHAR) FROM mysql.user WHERE User = 'root' AND Host <> 'localhost'",
         )

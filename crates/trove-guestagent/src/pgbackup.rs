@@ -18,6 +18,14 @@
 //! [`archive_command`]). An incremental backup is the WAL its parent's restore needs to reach
 //! the incremental's stop point.
 //!
+//! Archive clean-up (see [`clean_wal_archive`]): when a full backup completes, the archive
+//! drops every segment (and backup history file) before that backup's start segment, as
+//! `pg_archivecleanup` would, and records the clean-up point. The archive thus holds the WAL
+//! since the newest full backup: that backup, and incrementals on it or on later backups,
+//! need nothing older (a full backup carries its own WAL). An incremental whose parent
+//! ended before the clean-up point is refused with an error naming the full backup to build
+//! on instead.
+//!
 //! Restore (server stopped): the chain is read parent-first from the objects' metadata and
 //! every object's checksum is checked against the one its child (or the backup row) records
 //! before any byte is used. The full backup is extracted into an empty PGDATA and checked
@@ -134,7 +142,23 @@ pub async fn pg_backup(paths: &PgBackupPaths, job: &BackupJob) -> Result<StoredO
         .await?;
     let archiving = archive_mode == "on" || archive_mode == "always";
     let r = match &job.parent {
-        None => full_backup(paths, job, &mut conn, archiving, metadata).await,
+        None => {
+            let r = full_backup(paths, job, &mut conn, archiving, metadata).await;
+            if let Ok((_, points)) = &r {
+                if let Some(start) = points.start_wal_file.as_deref() {
+                    match clean_wal_archive(&paths.wal_archive, start, &job.id) {
+                        Ok(n) => tracing::info!(
+                            removed = n,
+                            keep_from = start,
+                            "WAL archive cleaned up to the new full backup's start"
+                        ),
+                        // The backup itself is fine; the archive is cleaned next time.
+                        Err(e) => tracing::warn!(error = %e, "cleaning up the WAL archive failed"),
+                    }
+                }
+            }
+            r.map(|(stored, _)| stored)
+        }
         Some(parent) => {
             if !archiving {
                 Err(GuestError::InvalidValue(
@@ -366,7 +390,7 @@ async fn full_backup(
     conn: &mut PgConnection,
     archiving: bool,
     mut metadata: Metadata,
-) -> Result<StoredObject> {
+) -> Result<(StoredObject, BackupPoints)> {
     let tool = paths.tool("pg_basebackup")?;
     let object = format!("{}.{PG_SUFFIX}", job.id);
     // The WAL of the backup is fetched at its end: a temporary slot (gone with this
@@ -439,7 +463,92 @@ async fn full_backup(
         remove_quietly(job, &stored.location).await;
         return Err(e.into());
     }
-    Ok(stored)
+    Ok((stored, points))
+}
+
+/// The file in the WAL archive recording its last clean-up: `<start segment> <backup id>`
+/// of the full backup the archive was cleaned up for.
+pub const CLEANUP_MARK: &str = "trove_cleanup_point";
+
+/// Whether `name` is an archived WAL file a clean-up may remove: a segment, a partial
+/// segment or a backup history file (`<segment>.<offset>.backup`). Timeline history files
+/// (`<tli>.history`) and anything else stay.
+fn cleanable(name: &str) -> Option<&str> {
+    let seg = name.get(..24).filter(|s| is_segment_name(s))?;
+    let rest = &name[24..];
+    let history = rest
+        .strip_prefix('.')
+        .and_then(|r| r.strip_suffix(".backup"))
+        .is_some_and(|off| off.len() == 8 && off.bytes().all(|b| b.is_ascii_hexdigit()));
+    (rest.is_empty() || rest == ".partial" || history).then_some(seg)
+}
+
+/// Removes from `archive` every WAL segment, partial segment and backup history file
+/// logically before segment `keep_from` (the start segment of full backup `backup_id`,
+/// just completed), whatever its timeline, as `pg_archivecleanup` does; then records the
+/// point in [`CLEANUP_MARK`]. Returns how many files were removed. Nothing at or after
+/// `keep_from` is touched, nor files being archived (`.tmp`).
+pub fn clean_wal_archive(archive: &Path, keep_from: &str, backup_id: &str) -> Result<usize> {
+    if !is_segment_name(keep_from) {
+        return Err(GuestError::InvalidValue(format!(
+            "'{keep_from}' is not a WAL segment name"
+        )));
+    }
+    let entries = match std::fs::read_dir(archive) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(GuestError::io(format!("reading {}", archive.display()), e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry =
+            entry.map_err(|e| GuestError::io(format!("reading {}", archive.display()), e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // The timeline (the first 8 digits) does not order segments; the position does.
+        if cleanable(&name).is_some_and(|seg| seg[8..] < keep_from[8..]) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(GuestError::io(
+                        format!("removing {}", entry.path().display()),
+                        e,
+                    ))
+                }
+            }
+        }
+    }
+    let mark = archive.join(CLEANUP_MARK);
+    let tmp = archive.join(format!("{CLEANUP_MARK}.tmp"));
+    std::fs::write(&tmp, format!("{keep_from} {backup_id}\n"))
+        .and_then(|()| std::fs::rename(&tmp, &mark))
+        .map_err(|e| GuestError::io(format!("writing {}", mark.display()), e))?;
+    Ok(removed)
+}
+
+/// The last clean-up point of `archive`: `(start segment, full backup id)`.
+pub fn cleanup_point(archive: &Path) -> Option<(String, String)> {
+    let text = std::fs::read_to_string(archive.join(CLEANUP_MARK)).ok()?;
+    let mut it = text.split_whitespace();
+    let seg = it.next().filter(|s| is_segment_name(s))?.to_owned();
+    Some((seg, it.next().unwrap_or_default().to_owned()))
+}
+
+/// Refuses an incremental backup whose parent ended (`parent_stop`) before the archive's
+/// clean-up point: the WAL since that parent left the archive when a newer full backup
+/// completed.
+fn check_parent_after_cleanup(archive: &Path, parent_stop: &str, parent: &str) -> Result<()> {
+    match cleanup_point(archive) {
+        Some((keep_from, full)) if parent_stop[8..] < keep_from[8..] => {
+            Err(GuestError::InvalidValue(format!(
+                "the parent backup {parent} is older than the newest full backup {full}: the WAL \
+                 since the parent (from segment {parent_stop}) was removed from the archive when \
+                 that full backup completed; take the incremental backup on backup {full} or a \
+                 later one, or take a full backup"
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// A WAL segment file name: 24 upper-case hex digits.
@@ -555,6 +664,7 @@ async fn incremental_backup(
             parent.location
         )));
     };
+    check_parent_after_cleanup(&paths.wal_archive, &parent_stop, &parent.location)?;
     metadata.insert("parent_location".into(), parent.location.clone());
     if let Some(c) = &parent.checksum {
         metadata.insert("parent_checksum".into(), c.clone());
@@ -923,5 +1033,62 @@ mod tests {
         .is_err());
         assert!(!is_segment_name("00000001000000000000000g"));
         assert!(archive_command(Path::new("/a b")).contains("f='/a b/%f'"));
+    }
+
+    #[test]
+    fn archive_cleanup_keeps_the_newest_full_backup_and_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "000000010000000000000003",
+            "000000010000000000000004.00000028.backup",
+            "000000010000000000000004",
+            "000000020000000000000004.partial",
+            "000000020000000000000005",
+            "000000020000000000000006.00000060.backup",
+            "000000020000000000000006",
+            "000000010000000000000007",
+            "000000020000000000000003.tmp",
+            "00000002.history",
+        ];
+        for n in names {
+            std::fs::write(dir.path().join(n), b"").unwrap();
+        }
+        assert_eq!(cleanup_point(dir.path()), None);
+        let n = clean_wal_archive(dir.path(), "000000020000000000000006", "full-2").unwrap();
+        assert_eq!(n, 5);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "000000010000000000000007",
+                "00000002.history",
+                "000000020000000000000003.tmp",
+                "000000020000000000000006",
+                "000000020000000000000006.00000060.backup",
+                CLEANUP_MARK,
+            ]
+        );
+        assert_eq!(
+            cleanup_point(dir.path()),
+            Some(("000000020000000000000006".into(), "full-2".into()))
+        );
+        // Parents ending before the point are refused by name; others pass.
+        let e = check_parent_after_cleanup(dir.path(), "000000020000000000000005", "file:///p")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("file:///p") && e.contains("full-2") && e.contains("take a full backup"),
+            "{e}"
+        );
+        check_parent_after_cleanup(dir.path(), "000000020000000000000006", "p").unwrap();
+        assert!(clean_wal_archive(dir.path(), "nonsense", "x").is_err());
+        assert_eq!(
+            clean_wal_archive(&dir.path().join("absent"), "000000020000000000000006", "x").unwrap(),
+            0
+        );
     }
 }

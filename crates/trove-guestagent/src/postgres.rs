@@ -17,26 +17,34 @@
 //! │   │                             `include_dir = '<mount>/etc/conf.d'`
 //! │   ├── pg_hba.conf               access rules (below)
 //! │   └── conf.d/
+//! │       ├── 05-restore.conf            during a restore only: recovery settings
+//! │       ├── 10-replication.conf        WAL settings for replicas and pg_rewind
+//! │       ├── 12-read-only.conf          a demoted replication source: no new writes
+//! │       ├── 15-standby.conf            a replica: primary_conninfo (0600, service user)
 //! │       ├── 20-user-overrides.conf     configuration group values (`update_overrides`)
 //! │       └── 30-runtime-overrides.conf  values applied live (`apply_overrides` + reload)
 //! ├── run/                          unix socket directory (0700, service user only) and
 //! │                                 server.pid (written by the agent, removed on stop)
 //! ├── log/server.log                server output
-//! └── .guestagent/                  prepare markers (start, end)
+//! └── .guestagent/                  prepare markers (start, end), replication_user.json (0600)
 //! ```
 //!
 //! Access (`pg_hba.conf`): over the socket `postgres` is trusted (only root and the service
 //! account can reach the socket directory) and everyone else uses `scram-sha-256`; over TCP
-//! `postgres` is rejected and everyone else uses `scram-sha-256`. There is no `os_admin`
-//! account: as in Trove, the agent is `postgres` over the socket. "Root" is a role named
-//! `root` with SUPERUSER CREATEDB CREATEROLE INHERIT REPLICATION BYPASSRLS LOGIN; disabling it
-//! takes those away and removes its password (it may own objects, so it is not dropped).
+//! `postgres` is rejected and everyone else uses `scram-sha-256`; the internal `replicator`
+//! role (hidden from tenants) may open replication connections from any address with
+//! `scram-sha-256`. There is no `os_admin` account: as in Trove, the agent is `postgres`
+//! over the socket. "Root" is a role named `root` with SUPERUSER CREATEDB CREATEROLE INHERIT
+//! REPLICATION BYPASSRLS LOGIN; disabling it takes those away and removes its password (it
+//! may own objects, so it is not dropped).
 //!
 //! The address, port and socket directory are also given on the command line so overrides
 //! cannot move them. Stopping sends SIGINT (fast shutdown).
 //!
 //! Backups (`pg_basebackup` over the socket, with `local replication postgres trust`) and
-//! restores (archive recovery in `prepare`) are in [`crate::pgbackup`].
+//! restores (archive recovery in `prepare`) are in [`crate::pgbackup`]. Streaming
+//! replication (a replica's `prepare` with `snapshot`, attach, detach, switchover and
+//! failover) is described in the `pg_replication` module.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -50,22 +58,46 @@ use crate::error::{GuestError, Result};
 use crate::lifecycle::{Lifecycle, ServerSteps};
 use crate::manager::{
     check_overrides, filesystem_stats, generate_password, mkdir, paginate, write_file,
-    DatastoreManager, FilesystemStats, ManagerConfig, Overrides, Page, PrepareRequest,
+    DatastoreManager, FilesystemStats, ManagerConfig, Overrides, Page, PrepareRequest, ReplicaConf,
+    ReplicaContext, ReplicaSourceAddress, ReplicationUser,
 };
 use crate::models::{
     validate_databases, validate_users, Database, Flavor, User, UserAttributes, UserPassword,
     DEFAULT_HOST,
 };
+use crate::pg_replication::{self as repl, ReplicationFiles, Rewind, REPLICATION_USER};
 use crate::process::{run_checked, Liveness, ServerProcess};
 use crate::sql::{pg_ident, pg_literal};
 use crate::status::ServiceStatus;
 
 const FLAVOR: Flavor = Flavor::Postgres;
+
+/// [`Flavor::validate_user_ref`] for PostgreSQL, which also keeps tenants off the internal
+/// replication account.
+fn validate_user_ref(name: &str, host: &str) -> Result<()> {
+    FLAVOR.validate_user_ref(name, host)?;
+    refuse_internal(name)
+}
+
+/// Refuses the internal replication account as a tenant user.
+fn refuse_internal(name: &str) -> Result<()> {
+    if name.eq_ignore_ascii_case(REPLICATION_USER) {
+        return Err(GuestError::Reserved(name.to_string()));
+    }
+    Ok(())
+}
+
 /// The superuser the agent connects as.
 pub const SUPERUSER: &str = "postgres";
 /// The role "enable root" manages.
 pub const ROOT_ROLE: &str = "root";
 const ROOT_ATTRS: &str = "SUPERUSER CREATEDB CREATEROLE INHERIT REPLICATION BYPASSRLS LOGIN";
+/// `12-read-only.conf`: a source that takes no new writes (`make_read_only`, demotion).
+const READ_ONLY_CONF: &str =
+    "# Replication source being replaced (trove-guestagent): no new writes.\n\
+     default_transaction_read_only = on\n";
+/// `status, sender_host, sender_port` of `pg_stat_wal_receiver`.
+type ReceiverRow = (Option<String>, Option<String>, Option<i32>);
 /// Least time given to the recovery of a restored backup.
 const RECOVERY_WAIT: Duration = Duration::from_secs(3600);
 
@@ -151,6 +183,8 @@ pub fn render_hba() -> String {
      local   all   all                     scram-sha-256\n\
      host    all   postgres   0.0.0.0/0    reject\n\
      host    all   postgres   ::/0         reject\n\
+     host    replication   replicator   0.0.0.0/0    scram-sha-256\n\
+     host    replication   replicator   ::/0         scram-sha-256\n\
      host    all   all        0.0.0.0/0    scram-sha-256\n\
      host    all   all        ::/0         scram-sha-256\n"
         .to_string()
@@ -245,6 +279,9 @@ pub struct PostgresManager {
     process: ServerProcess,
     pool: tokio::sync::Mutex<Option<PgPool>>,
     lifecycle: Lifecycle,
+    /// One replication change (attach, detach, promote, demote) at a time.
+    replication: tokio::sync::Mutex<()>,
+    repl_files: ReplicationFiles,
 }
 
 impl std::fmt::Debug for PostgresManager {
@@ -270,6 +307,8 @@ impl PostgresManager {
         )
         .with_stop_signal(Signal::INT)
         .with_program(&binaries.bin_dir.join("postgres"));
+        let repl_files =
+            ReplicationFiles::new(&layout.overrides_dir, &config.state_dir, &layout.pgdata);
         PostgresManager {
             config,
             binaries,
@@ -277,6 +316,8 @@ impl PostgresManager {
             process,
             pool: tokio::sync::Mutex::new(None),
             lifecycle: Lifecycle::default(),
+            replication: tokio::sync::Mutex::new(()),
+            repl_files,
         }
     }
 
@@ -422,10 +463,21 @@ impl PostgresManager {
         Ok(())
     }
 
+    /// Size of the file system holding the instance's data, if it can be read.
+    fn volume_bytes(&self) -> Option<u64> {
+        let st = rustix::fs::statvfs(&self.config.mount_point).ok()?;
+        Some(st.f_blocks * st.f_bsize)
+    }
+
     fn write_config(&self, req: &PrepareRequest) -> Result<()> {
         self.write_base_config(req.config_contents.as_deref(), req.memory_mb)?;
         let l = &self.layout;
         write_file(&l.hba, render_hba().as_bytes(), 0o644)?;
+        write_file(
+            &self.repl_files.source_conf,
+            repl::render_source_conf(self.volume_bytes()).as_bytes(),
+            0o644,
+        )?;
         if !req.overrides.is_empty() {
             write_file(
                 &l.user_overrides(),
@@ -497,6 +549,10 @@ impl PostgresManager {
         if let Some(p) = &req.root_password {
             FLAVOR.check_password(p)?;
         }
+        let replica_of = match &req.snapshot {
+            Some(snap) => Some(self.check_snapshot(snap, req.backup_info.is_some())?),
+            None => None,
+        };
         self.stop_locked().await?;
         self.make_dirs()?;
         self.write_config(req)?;
@@ -514,10 +570,27 @@ impl PostgresManager {
                 None
             }
         };
+        if let Some(ctx) = &replica_of {
+            // A hot standby of the source from its first start: the restored snapshot's WAL
+            // (and that of an incremental chain, through restore_command), then streaming.
+            if let Err(e) = self.configure_standby(ctx) {
+                self.discard_restore(&paths);
+                let _ = self.clear_standby();
+                return Err(e);
+            }
+        }
         self.process.forget()?;
         self.spawn_server()?;
         self.wait_healthy().await?;
-        if let Some(target) = target {
+        if let Some(ctx) = &replica_of {
+            if let Err(e) = self.wait_streaming(ctx).await {
+                let _ = self.stop_locked().await;
+                self.discard_restore(&paths);
+                let _ = self.clear_standby();
+                return Err(e);
+            }
+            self.end_standby_restore(&paths).await?;
+        } else if let Some(target) = target {
             let within = self.config.state_change_wait_time.max(RECOVERY_WAIT);
             if let Err(e) = crate::pgbackup::finish_recovery(&paths, target, within).await {
                 let _ = self.stop_locked().await;
@@ -573,6 +646,318 @@ impl PostgresManager {
             .await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         Ok(())
+    }
+
+    /// Checks the `snapshot` of a replica's prepare; its replica context.
+    fn check_snapshot(
+        &self,
+        snap: &crate::manager::ReplicaSnapshot,
+        has_backup: bool,
+    ) -> Result<ReplicaContext> {
+        if let Some(s) = snap.replication_strategy.as_deref() {
+            if s != repl::STRATEGY {
+                return Err(GuestError::InvalidValue(format!(
+                    "replication strategy {s} is not supported by PostgreSQL (expected {})",
+                    repl::STRATEGY
+                )));
+            }
+        }
+        if !has_backup {
+            return Err(GuestError::InvalidValue(
+                "a replica's prepare needs the source's snapshot as backup_info".into(),
+            ));
+        }
+        let ctx = snap.context();
+        repl::check_context(&ctx)?;
+        self.refuse_self_source(&ctx)?;
+        Ok(ctx)
+    }
+
+    fn refuse_self_source(&self, ctx: &ReplicaContext) -> Result<()> {
+        if ctx.master.host.trim() == self.config.bind_address.to_string()
+            && ctx.master.port == self.config.port
+        {
+            return Err(GuestError::InvalidValue(
+                "an instance cannot be a replica of itself".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `application_name` this instance streams under.
+    fn application_name(&self) -> String {
+        repl::application_name(&format!(
+            "trove_{}_{}",
+            self.config.bind_address, self.config.port
+        ))
+    }
+
+    /// This instance's replica context, for `user`.
+    fn context_of(&self, user: ReplicationUser) -> ReplicaContext {
+        ReplicaContext {
+            master: ReplicaSourceAddress {
+                host: self.config.bind_address.to_string(),
+                port: self.config.port,
+            },
+            replica_conf: ReplicaConf {
+                log_position: serde_json::json!({}),
+                replication_user: Some(user),
+            },
+        }
+    }
+
+    /// Writes the standby settings for `ctx` (taking effect at the next start, or for
+    /// `primary_conninfo` at a reload) and keeps its account (a promoted replica serves
+    /// replicas with the same one).
+    fn configure_standby(&self, ctx: &ReplicaContext) -> Result<()> {
+        let user = repl::check_context(ctx)?;
+        let f = &self.repl_files;
+        let owner = &self.config.service_user;
+        repl::remove_if_exists(&f.recovery_signal)?;
+        repl::remove_if_exists(&f.read_only_conf)?;
+        let conf = repl::render_standby_conf(ctx, &self.application_name())?;
+        repl::write_private(&f.standby_conf, conf.as_bytes(), owner)?;
+        if self.layout.pgdata.is_dir() {
+            repl::write_private(&f.standby_signal, b"", owner)?;
+        }
+        repl::save_user(&f.user_file, user)
+    }
+
+    /// Removes the standby settings: the next start is a writable server.
+    fn clear_standby(&self) -> Result<()> {
+        repl::remove_if_exists(&self.repl_files.standby_conf)?;
+        repl::remove_if_exists(&self.repl_files.standby_signal)?;
+        Ok(())
+    }
+
+    /// Once a restored replica streams: the restore's recovery settings and WAL go away.
+    async fn end_standby_restore(&self, paths: &crate::pgbackup::PgBackupPaths) -> Result<()> {
+        repl::remove_if_exists(&paths.restore_conf)?;
+        let pool = self.admin().await?;
+        self.reload(&pool).await?;
+        if paths.restore_wal.exists() {
+            std::fs::remove_dir_all(&paths.restore_wal).map_err(|e| {
+                GuestError::io(format!("removing {}", paths.restore_wal.display()), e)
+            })?;
+        }
+        Ok(())
+    }
+
+    async fn reload(&self, pool: &PgPool) -> Result<()> {
+        sqlx::query("SELECT pg_reload_conf()").execute(pool).await?;
+        Ok(())
+    }
+
+    async fn in_recovery(&self, pool: &PgPool) -> Result<bool> {
+        Ok(sqlx::query_scalar("SELECT pg_is_in_recovery()")
+            .fetch_one(pool)
+            .await?)
+    }
+
+    /// Waits until the WAL receiver streams from the source of `ctx`.
+    async fn wait_streaming(&self, ctx: &ReplicaContext) -> Result<()> {
+        let within = repl::STREAMING_WAIT.min(self.config.state_change_wait_time);
+        let deadline = std::time::Instant::now() + within;
+        let (host, port) = (ctx.master.host.trim(), ctx.master.port);
+        let log = self.layout.log_dir.join("server.log");
+        let mut last = String::from("no WAL receiver");
+        loop {
+            if !matches!(self.process.liveness(), Liveness::Alive(_)) {
+                return Err(GuestError::Command {
+                    program: "postgres".into(),
+                    detail: format!(
+                        "the replica of {host}:{port} stopped: {}",
+                        crate::process::log_tail(&log)
+                    ),
+                });
+            }
+            let row: std::result::Result<Option<ReceiverRow>, _> = match self.pool().await {
+                Ok(pool) => {
+                    sqlx::query_as(
+                        "SELECT status, sender_host, sender_port FROM pg_stat_wal_receiver",
+                    )
+                    .fetch_optional(&pool)
+                    .await
+                }
+                Err(e) => {
+                    last = e.to_string();
+                    Ok(None)
+                }
+            };
+            match row {
+                Ok(Some((status, sender_host, sender_port))) => {
+                    let status = status.unwrap_or_default();
+                    if status == "streaming"
+                        && sender_port == Some(i32::from(port))
+                        && sender_host.as_deref() == Some(host)
+                    {
+                        tracing::info!(source = %host, port, "replica streaming");
+                        return Ok(());
+                    }
+                    last = format!(
+                        "receiver {status} from {}:{}",
+                        sender_host.unwrap_or_default(),
+                        sender_port.unwrap_or_default()
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => last = e.to_string(),
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(GuestError::Command {
+                    program: "streaming replication".into(),
+                    detail: format!(
+                        "not streaming from {host}:{port} after {} s ({last}); server log: {}",
+                        within.as_secs(),
+                        crate::process::log_tail(&log)
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+
+    /// Makes the running primary able to serve replicas: settings, access rule, account.
+    /// Restarts it only when its running WAL settings cannot stream.
+    async fn ensure_source(&self) -> Result<ReplicationUser> {
+        let f = &self.repl_files;
+        let conf = repl::render_source_conf(self.volume_bytes());
+        if std::fs::read_to_string(&f.source_conf).ok().as_deref() != Some(conf.as_str()) {
+            write_file(&f.source_conf, conf.as_bytes(), 0o644)?;
+        }
+        let hba = std::fs::read_to_string(&self.layout.hba).unwrap_or_default();
+        let hba_changed = !repl::hba_allows_replicas(&hba);
+        if hba_changed {
+            write_file(&self.layout.hba, render_hba().as_bytes(), 0o644)?;
+        }
+        let mut pool = self.admin().await?;
+        self.reload(&pool).await?;
+        if hba_changed {
+            // The postmaster reloads asynchronously.
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let mut restarted = false;
+        loop {
+            let (level, senders): (String, String) = sqlx::query_as(
+                "SELECT current_setting('wal_level'), current_setting('max_wal_senders')",
+            )
+            .fetch_one(&pool)
+            .await?;
+            if level != "minimal" && senders != "0" {
+                break;
+            }
+            if restarted {
+                return Err(GuestError::InvalidValue(format!(
+                    "the server cannot serve replicas with wal_level = {level} and max_wal_senders = {senders} (set by a configuration override?)"
+                )));
+            }
+            tracing::info!(
+                level,
+                senders,
+                "restarting so the server can serve replicas"
+            );
+            self.restart().await?;
+            pool = self.admin().await?;
+            restarted = true;
+        }
+        let user = match repl::load_user(&f.user_file)? {
+            Some(u) if u.name == REPLICATION_USER && !u.password.is_empty() => u,
+            _ => {
+                let u = ReplicationUser {
+                    name: REPLICATION_USER.into(),
+                    password: generate_password(self.config.password_length.max(16)),
+                };
+                repl::save_user(&f.user_file, &u)?;
+                u
+            }
+        };
+        let role = pg_ident(&user.name)?;
+        let verb = if self.role_exists(&pool, &user.name).await? {
+            "ALTER"
+        } else {
+            "CREATE"
+        };
+        let mut plan = vec![(
+            None,
+            format!(
+                "{verb} ROLE {role} WITH REPLICATION LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {}",
+                pg_literal(&user.password)?
+            ),
+        )];
+        for func in repl::REWIND_FUNCTIONS {
+            plan.push((None, format!("GRANT EXECUTE ON FUNCTION {func} TO {role}")));
+        }
+        self.apply(&pool, &plan).await?;
+        Ok(user)
+    }
+
+    /// Promotes a replica (nothing on a writable server) and removes its standby settings.
+    async fn promote(&self, pool: &PgPool) -> Result<()> {
+        if self.in_recovery(pool).await? {
+            tracing::info!("promoting the replica");
+            let wait = repl::PROMOTE_WAIT;
+            let promoted: bool = sqlx::query_scalar("SELECT pg_promote(true, $1)")
+                .bind(wait.as_secs() as i32)
+                .fetch_one(pool)
+                .await?;
+            let deadline = std::time::Instant::now() + wait;
+            while !promoted && self.in_recovery(pool).await? {
+                if std::time::Instant::now() >= deadline {
+                    return Err(GuestError::Timeout {
+                        wanted: "a writable server (promotion of the replica)",
+                        secs: wait.as_secs(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            // The checkpoint writes the new timeline into pg_control, where pg_rewind of a
+            // former source against this server reads it.
+            sqlx::query("CHECKPOINT").execute(pool).await?;
+        }
+        self.clear_standby()?;
+        self.reload(pool).await
+    }
+
+    /// Waits until a reload made `default_transaction_read_only` what was asked (the
+    /// postmaster reloads asynchronously).
+    async fn wait_read_only(&self, on: bool) -> Result<()> {
+        let want = if on { "on" } else { "off" };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            // A fresh session: it starts with what the reloaded configuration says.
+            let mut c = PgConnection::connect_with(&self.options(SUPERUSER)).await?;
+            let now: std::result::Result<String, sqlx::Error> =
+                sqlx::query_scalar("SELECT current_setting('default_transaction_read_only')")
+                    .fetch_one(&mut c)
+                    .await;
+            let _ = c.close().await;
+            if now? == want {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(GuestError::Timeout {
+                    wanted: "read-only as asked (default_transaction_read_only)",
+                    secs: 10,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The newest WAL position: replayed on a replica, written on a primary.
+    async fn wal_position(&self, pool: &PgPool) -> Result<(String, u64)> {
+        let lsn: Option<String> = sqlx::query_scalar(
+            "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text",
+        )
+        .fetch_one(pool)
+        .await?;
+        let lsn = lsn.ok_or_else(|| {
+            GuestError::InvalidValue("the replica has not replayed any WAL yet".into())
+        })?;
+        let n = crate::pgbackup::parse_lsn(&lsn).ok_or_else(|| {
+            GuestError::InvalidValue(format!("the server reports an unreadable LSN {lsn}"))
+        })?;
+        Ok((lsn, n))
     }
 
     async fn existing_databases(&self, pool: &PgPool) -> Result<Vec<Database>> {
@@ -700,7 +1085,18 @@ impl DatastoreManager for PostgresManager {
         self.config.prepare_end_marker().exists()
     }
 
-    async fn prepare(&self, request: PrepareRequest) -> Result<()> {
+    async fn prepare(&self, mut request: PrepareRequest) -> Result<()> {
+        if request.snapshot.is_some()
+            && (!request.databases.is_empty()
+                || !request.users.is_empty()
+                || request.root_password.is_some())
+        {
+            // A replica has the source's databases and users; it takes no writes of its own.
+            tracing::warn!("prepare of a replica names databases, users or root; ignored");
+            request.databases.clear();
+            request.users.clear();
+            request.root_password = None;
+        }
         self.prepare_sequence(request).await
     }
 
@@ -782,6 +1178,9 @@ impl DatastoreManager for PostgresManager {
 
     async fn create_users(&self, users: Vec<User>) -> Result<()> {
         validate_users(FLAVOR, &users)?;
+        for u in &users {
+            refuse_internal(&u.name)?;
+        }
         let pool = self.admin().await?;
         let existing: Vec<String> = self
             .existing_databases(&pool)
@@ -823,10 +1222,9 @@ impl DatastoreManager for PostgresManager {
                 .fetch_all(&pool)
                 .await?;
         let mut users = Vec::new();
-        for name in names
-            .into_iter()
-            .filter(|n| !FLAVOR.is_reserved_user(n) && !n.starts_with("pg_"))
-        {
+        for name in names.into_iter().filter(|n| {
+            !FLAVOR.is_reserved_user(n) && !n.starts_with("pg_") && n != REPLICATION_USER
+        }) {
             let databases = self.access_of(&pool, &name).await?;
             users.push(User {
                 name,
@@ -847,7 +1245,7 @@ impl DatastoreManager for PostgresManager {
 
     async fn get_user(&self, username: &str, hostname: Option<&str>) -> Result<Option<User>> {
         let host = Self::host_of(hostname)?;
-        FLAVOR.validate_user_ref(username, host)?;
+        validate_user_ref(username, host)?;
         let pool = self.admin().await?;
         if !self.role_exists(&pool, username).await? {
             return Ok(None);
@@ -863,7 +1261,7 @@ impl DatastoreManager for PostgresManager {
     }
 
     async fn delete_user(&self, user: User) -> Result<()> {
-        FLAVOR.validate_user_ref(&user.name, user.host())?;
+        validate_user_ref(&user.name, user.host())?;
         let pool = self.admin().await?;
         self.require_role(&pool, &user.name).await?;
         let role = pg_ident(&user.name)?;
@@ -882,7 +1280,7 @@ impl DatastoreManager for PostgresManager {
 
     async fn change_passwords(&self, users: Vec<UserPassword>) -> Result<()> {
         for u in &users {
-            FLAVOR.validate_user_ref(&u.name, Self::host_of(u.host.as_deref())?)?;
+            validate_user_ref(&u.name, Self::host_of(u.host.as_deref())?)?;
             FLAVOR.check_password(&u.password)?;
         }
         let pool = self.admin().await?;
@@ -908,12 +1306,12 @@ impl DatastoreManager for PostgresManager {
         attrs: UserAttributes,
     ) -> Result<()> {
         let host = Self::host_of(hostname)?;
-        FLAVOR.validate_user_ref(username, host)?;
+        validate_user_ref(username, host)?;
         if let Some(h) = &attrs.host {
             FLAVOR.check_host(h)?;
         }
         let new_name = attrs.name.as_deref().unwrap_or(username);
-        FLAVOR.validate_user_ref(new_name, DEFAULT_HOST)?;
+        validate_user_ref(new_name, DEFAULT_HOST)?;
         if let Some(p) = &attrs.password {
             FLAVOR.check_password(p)?;
         }
@@ -954,7 +1352,7 @@ impl DatastoreManager for PostgresManager {
         hostname: Option<&str>,
         databases: Vec<String>,
     ) -> Result<()> {
-        FLAVOR.validate_user_ref(username, Self::host_of(hostname)?)?;
+        validate_user_ref(username, Self::host_of(hostname)?)?;
         let dbs: Vec<Database> = databases.into_iter().map(Database::new).collect();
         validate_databases(FLAVOR, &dbs)?;
         let pool = self.admin().await?;
@@ -973,7 +1371,7 @@ impl DatastoreManager for PostgresManager {
         hostname: Option<&str>,
         database: &str,
     ) -> Result<()> {
-        FLAVOR.validate_user_ref(username, Self::host_of(hostname)?)?;
+        validate_user_ref(username, Self::host_of(hostname)?)?;
         FLAVOR.validate_database(&Database::new(database))?;
         let pool = self.admin().await?;
         self.require_role(&pool, username).await?;
@@ -1005,7 +1403,7 @@ impl DatastoreManager for PostgresManager {
     }
 
     async fn list_access(&self, username: &str, hostname: Option<&str>) -> Result<Vec<Database>> {
-        FLAVOR.validate_user_ref(username, Self::host_of(hostname)?)?;
+        validate_user_ref(username, Self::host_of(hostname)?)?;
         let pool = self.admin().await?;
         self.require_role(&pool, username).await?;
         self.access_of(&pool, username).await
@@ -1095,6 +1493,200 @@ impl DatastoreManager for PostgresManager {
             .execute(&pool)
             .await?;
         Ok(())
+    }
+    fn replication_strategy(&self) -> Option<&'static str> {
+        Some(repl::STRATEGY)
+    }
+
+    async fn replica_context(&self) -> Result<ReplicaContext> {
+        let _g = self.replication.lock().await;
+        let pool = self.admin().await?;
+        if self.in_recovery(&pool).await? {
+            return Err(GuestError::InvalidValue(
+                "this instance is a replica; only a replication source hands out a replica context"
+                    .into(),
+            ));
+        }
+        let user = self.ensure_source().await?;
+        Ok(self.context_of(user))
+    }
+
+    async fn attach_replica(&self, context: &ReplicaContext, restart: bool) -> Result<()> {
+        let _g = self.replication.lock().await;
+        repl::check_context(context)?;
+        self.refuse_self_source(context)?;
+        let running = matches!(self.process.liveness(), Liveness::Alive(_));
+        let in_recovery = if running {
+            self.in_recovery(&self.admin().await?).await?
+        } else {
+            false
+        };
+        // Whether the server may have written WAL of its own on its current timeline.
+        let was_writable = if running {
+            !in_recovery
+        } else {
+            !self.repl_files.standby_signal.exists()
+        } || self.repl_files.attach_writable.exists();
+        if was_writable {
+            write_file(&self.repl_files.attach_writable, b"", 0o600)?;
+        }
+        self.configure_standby(context)?;
+        if running && in_recovery && !restart && !was_writable {
+            // A replica follows another source after a reload (primary_conninfo).
+            self.reload(&self.admin().await?).await?;
+            return self.wait_streaming(context).await;
+        }
+        if running && !in_recovery && !restart {
+            tracing::info!("a writable server becomes a replica only through a restart");
+        }
+        self.stop().await?;
+        // pg_rewind's crash recovery of a server that did not stop cleanly runs without them.
+        repl::remove_if_exists(&self.repl_files.standby_signal)?;
+        repl::remove_if_exists(&self.repl_files.recovery_signal)?;
+        let bin = &self.binaries.bin_dir;
+        let (pgdata, owner) = (&self.layout.pgdata, &self.config.service_user);
+        let reseed_because = match repl::pg_rewind(
+            bin,
+            pgdata,
+            &self.layout.conf,
+            &self.layout.mount,
+            context,
+            owner,
+        )
+        .await?
+        {
+            Rewind::NotNeeded {
+                same_timeline: true,
+            } if was_writable => {
+                Some("this server was writable on a timeline numbered as the source's".to_string())
+            }
+            Rewind::NotNeeded { .. } => {
+                tracing::info!("data directory on the source's timeline");
+                None
+            }
+            Rewind::Done => {
+                tracing::info!("data directory rewound onto the source's timeline");
+                None
+            }
+            Rewind::Unsupported(reason) => Some(reason),
+        };
+        if let Some(reason) = reseed_because {
+            tracing::warn!(%reason, "pg_rewind cannot be used; re-seeding from the source");
+            repl::reseed(bin, pgdata, &self.layout.mount, context, owner).await?;
+        }
+        // What the rewind or re-seed copied from the source may include signal files.
+        self.configure_standby(context)?;
+        self.start().await?;
+        self.wait_streaming(context).await?;
+        repl::remove_if_exists(&self.repl_files.attach_writable)?;
+        Ok(())
+    }
+
+    async fn detach_replica(&self, for_failover: bool) -> Result<serde_json::Value> {
+        let _g = self.replication.lock().await;
+        let pool = self.admin().await?;
+        if for_failover && self.in_recovery(&pool).await? {
+            // Part of a promotion: the candidate is promoted by enable_as_master, the others
+            // are re-pointed by attach_replica (see the pg_replication module).
+            tracing::info!(
+                "detached for a promotion; still following until promoted or re-pointed"
+            );
+        } else {
+            self.promote(&pool).await?;
+        }
+        Ok(serde_json::json!({ "replication_user": null }))
+    }
+
+    async fn make_read_only(&self, read_only: bool) -> Result<()> {
+        // Trove does nothing here on PostgreSQL; this guest stops new writes on a source
+        // (default_transaction_read_only, the same file demote_replication_master writes),
+        // so that nothing is written between the switchover's last position and the
+        // promotion. A replica refuses writes by itself.
+        let _g = self.replication.lock().await;
+        let pool = self.admin().await?;
+        if read_only {
+            if self.in_recovery(&pool).await? {
+                return Ok(());
+            }
+            write_file(
+                &self.repl_files.read_only_conf,
+                READ_ONLY_CONF.as_bytes(),
+                0o644,
+            )?;
+        } else if !repl::remove_if_exists(&self.repl_files.read_only_conf)? {
+            return Ok(());
+        }
+        self.reload(&pool).await?;
+        self.wait_read_only(read_only).await
+    }
+
+    async fn enable_as_master(&self) -> Result<()> {
+        let _g = self.replication.lock().await;
+        let pool = self.admin().await?;
+        self.promote(&pool).await?;
+        repl::remove_if_exists(&self.repl_files.read_only_conf)?;
+        self.ensure_source().await?;
+        Ok(())
+    }
+
+    async fn demote_replication_master(&self) -> Result<()> {
+        let _g = self.replication.lock().await;
+        if !matches!(self.process.liveness(), Liveness::Alive(_)) {
+            // A stopped former source is rewound when it is attached.
+            return Ok(());
+        }
+        let pool = self.admin().await?;
+        if self.in_recovery(&pool).await? {
+            return Ok(());
+        }
+        write_file(
+            &self.repl_files.read_only_conf,
+            READ_ONLY_CONF.as_bytes(),
+            0o644,
+        )?;
+        self.reload(&pool).await?;
+        self.wait_read_only(true).await?;
+        sqlx::query("CHECKPOINT").execute(&pool).await?;
+        Ok(())
+    }
+
+    async fn get_last_txn(&self) -> Result<(String, i64)> {
+        let pool = self.admin().await?;
+        let sysid: i64 = sqlx::query_scalar("SELECT system_identifier FROM pg_control_system()")
+            .fetch_one(&pool)
+            .await?;
+        let (_, lsn) = self.wal_position(&pool).await?;
+        Ok((sysid.to_string(), lsn as i64))
+    }
+
+    async fn get_latest_txn_id(&self) -> Result<String> {
+        let pool = self.admin().await?;
+        Ok(self.wal_position(&pool).await?.0)
+    }
+
+    async fn wait_for_txn(&self, txn: &str) -> Result<()> {
+        let wanted = crate::pgbackup::parse_lsn(txn).ok_or_else(|| {
+            GuestError::InvalidValue(format!("{txn:?} is not a PostgreSQL WAL position (X/Y)"))
+        })?;
+        let within = self.config.state_change_wait_time;
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let pool = self.admin().await?;
+            let (at, n) = self.wal_position(&pool).await?;
+            if n >= wanted {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(GuestError::Command {
+                    program: "wait_for_txn".into(),
+                    detail: format!(
+                        "the replica replayed up to {at}, not yet {txn}, after {} s",
+                        within.as_secs()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 

@@ -462,10 +462,17 @@ async fn mariadb_agent_prepare_calls_crash_restart_and_resume() {
     assert_eq!(remote_class(&e).0, "NotFound");
     let e = c
         .guest
-        .send(&ctx(), GuestRequest::BackupRequiredForReplication {})
+        .send(&ctx(), GuestRequest::GuestLogList {})
         .await
         .unwrap_err();
     assert_eq!(remote_class(&e).0, "NoSuchMethod");
+    // Replication: a backup is needed to seed a replica.
+    let v = c
+        .guest
+        .send(&ctx(), GuestRequest::BackupRequiredForReplication {})
+        .await
+        .unwrap();
+    assert_eq!(v, serde_json::Value::Bool(true));
     // Volume requests: the device is required, and one that does not exist is named.
     let e = c
         .guest

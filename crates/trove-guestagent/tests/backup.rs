@@ -56,11 +56,19 @@ impl Recorder {
     }
 
     /// The `update_backup` casts about `backup_id`.
+    /// The updates of a backup in the order the guest sent them (each cast is handled in
+    /// a task of its own, so they may arrive in another order).
     fn backup_updates(&self, backup_id: &str) -> Vec<Map<String, Value>> {
-        self.calls("update_backup")
+        let mut u: Vec<Map<String, Value>> = self
+            .calls("update_backup")
             .into_iter()
             .filter(|a| a["backup_id"] == backup_id)
-            .collect()
+            .collect();
+        u.sort_by(|a, b| {
+            let sent = |m: &Map<String, Value>| m["sent"].as_f64().unwrap_or(0.0);
+            sent(a).total_cmp(&sent(b))
+        });
+        u
     }
 
     /// Waits for the final state of a backup (COMPLETED or FAILED); returns every update.
@@ -71,7 +79,9 @@ impl Recorder {
             if u.iter()
                 .any(|a| a["state"] == "COMPLETED" || a["state"] == "FAILED")
             {
-                return u;
+                // Updates sent just before the last one may still be on their way.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return self.backup_updates(backup_id);
             }
             assert!(
                 Instant::now() < deadline,

@@ -601,3 +601,195 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
     bad.stop().await;
     src.stop().await;
 }
+
+/// The segment-named files in a WAL archive, sorted.
+fn archived_segments(archive: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(archive)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| trove_guestagent::pgbackup::is_segment_name(n))
+        .collect();
+    v.sort();
+    v
+}
+
+/// A full backup cleans up the WAL archive to its start segment: older segments go, an
+/// incremental on a backup older than it is refused with a reason naming it, and
+/// incrementals on it still work and restore.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_full_backup_cleans_the_wal_archive_up_to_its_start() {
+    if !can_run() {
+        return;
+    }
+    init_logging();
+    let transport = InMemoryTransport::new();
+    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
+    let recorder = Arc::new(Recorder::default());
+    let _conductor = transport
+        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
+        .await
+        .expect("conductor stand-in serves");
+    let store_dir = tempfile::Builder::new()
+        .prefix("trove-pg-backups-")
+        .tempdir()
+        .unwrap();
+    let store_url = format!("file://{}", store_dir.path().display());
+
+    let src = Guest::start(&transport, &conductor_topic).await;
+    src.api
+        .prepare(&ctx(), prepare_args(Value::Null))
+        .await
+        .unwrap();
+    let s = recorder
+        .wait_heartbeat(
+            &src.id,
+            &["healthy", "failed to spawn"],
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
+    let archive = src.inst.mount().join("data/wal_archive");
+    let pool = app_pool(&src.inst).await;
+    sqlx::raw_sql("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    // The superuser (over the instance's socket) switches WAL segments.
+    let superuser = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            PgConnectOptions::new()
+                .host(&src.inst.mount().join("run").to_string_lossy())
+                .port(PORT)
+                .username("postgres")
+                .database("postgres"),
+        )
+        .await
+        .expect("the superuser connects over the instance's socket");
+    let wait_archived = |n: usize| {
+        let archive = archive.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while archived_segments(&archive).len() < n {
+                assert!(Instant::now() < deadline, "the archiver is stuck");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+
+    // Full backup #1, an incremental on it, more segments.
+    sqlx::query("INSERT INTO t (v) SELECT 'first ' || g FROM generate_series(1, 1000) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let full1 = uuid::Uuid::new_v4().to_string();
+    let (full1_loc, full1_sum) = take_backup(
+        &src,
+        &recorder,
+        backup_info(&full1, &src.id, &store_url),
+        &full1,
+    )
+    .await;
+    let store = LocalStore::for_location(&full1_loc).unwrap();
+    let inc1 = uuid::Uuid::new_v4().to_string();
+    let mut info = backup_info(&inc1, &src.id, &store_url);
+    info["backup_type"] = json!("incremental");
+    info["parent"] = json!({"location": full1_loc, "checksum": full1_sum});
+    let (inc1_loc, inc1_sum) = take_backup(&src, &recorder, info, &inc1).await;
+    for _ in 0..3 {
+        sqlx::query("INSERT INTO t (v) SELECT 'between ' || g FROM generate_series(1, 500) g")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let before = archived_segments(&archive).len();
+        sqlx::query("SELECT pg_switch_wal()")
+            .execute(&superuser)
+            .await
+            .unwrap();
+        wait_archived(before + 1).await;
+    }
+    let before_full2 = archived_segments(&archive);
+    let full1_start = store.head(&full1_loc).await.unwrap().metadata["start_wal_file"].clone();
+    assert!(
+        before_full2.contains(&full1_start),
+        "{full1_start} not archived: {before_full2:?}"
+    );
+
+    // Full backup #2: nothing before its start segment is left.
+    let full2 = uuid::Uuid::new_v4().to_string();
+    let (full2_loc, full2_sum) = take_backup(
+        &src,
+        &recorder,
+        backup_info(&full2, &src.id, &store_url),
+        &full2,
+    )
+    .await;
+    let full2_start = store.head(&full2_loc).await.unwrap().metadata["start_wal_file"].clone();
+    let after_full2 = archived_segments(&archive);
+    assert!(
+        after_full2.iter().all(|s| s[8..] >= full2_start[8..]),
+        "segments before {full2_start} left: {after_full2:?}"
+    );
+    assert!(
+        before_full2.iter().any(|s| s[8..] < full2_start[8..]),
+        "nothing was older than {full2_start}: {before_full2:?}"
+    );
+    assert!(!archive.join(&full1_start).exists());
+    assert_eq!(
+        trove_guestagent::pgbackup::cleanup_point(&archive),
+        Some((full2_start.clone(), full2.clone()))
+    );
+
+    // An incremental on the older chain is refused, naming the newer full backup.
+    let stale = uuid::Uuid::new_v4().to_string();
+    let mut info = backup_info(&stale, &src.id, &store_url);
+    info["backup_type"] = json!("incremental");
+    info["parent"] = json!({"location": inc1_loc, "checksum": inc1_sum});
+    src.api.create_backup(&ctx(), info).await.unwrap();
+    let u = recorder
+        .wait_backup_done(&stale, Duration::from_secs(120))
+        .await;
+    let last = u.last().unwrap();
+    assert_eq!(last["state"], "FAILED", "{u:?}");
+    let reason = last["fault_message"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&full2) && reason.contains("older than the newest full backup"),
+        "{reason}"
+    );
+
+    // Incrementals on #2 work and restore to the source's rows.
+    sqlx::raw_sql("INSERT INTO t (v) SELECT 'after ' || g FROM generate_series(1, 700) g; DELETE FROM t WHERE id = 5")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let inc2 = uuid::Uuid::new_v4().to_string();
+    let mut info = backup_info(&inc2, &src.id, &store_url);
+    info["backup_type"] = json!("incremental");
+    info["parent"] = json!({"location": full2_loc, "checksum": full2_sum});
+    let (inc2_loc, inc2_sum) = take_backup(&src, &recorder, info, &inc2).await;
+    sqlx::query("INSERT INTO t (v) SELECT 'last ' || g FROM generate_series(1, 300) g")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let expected = summary(&pool).await;
+    let inc3 = uuid::Uuid::new_v4().to_string();
+    let mut info = backup_info(&inc3, &src.id, &store_url);
+    info["backup_type"] = json!("incremental");
+    info["parent"] = json!({"location": inc2_loc, "checksum": inc2_sum});
+    let (inc3_loc, inc3_sum) = take_backup(&src, &recorder, info, &inc3).await;
+    pool.close().await;
+    superuser.close().await;
+    let g = restore(
+        &transport,
+        &conductor_topic,
+        &recorder,
+        &inc3_loc,
+        &inc3_sum,
+    )
+    .await;
+    let p = app_pool(&g.inst).await;
+    assert_eq!(summary(&p).await, expected, "restored from {inc3_loc}");
+    p.close().await;
+    g.stop().await;
+    src.stop().await;
+}
