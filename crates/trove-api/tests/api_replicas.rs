@@ -324,7 +324,11 @@ async fn resizing_a_source_volume_resizes_its_replicas() {
     let app = TestApp::start().await;
     app.seed().await;
     let src = source(&app).await;
-    let r = create(&app, json!({"instance": {"name": "rep", "replica_of": src}})).await;
+    let r = create(
+        &app,
+        json!({"instance": {"name": "rep", "replica_of": src}}),
+    )
+    .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let rep = r.json()["instance"]["id"].as_str().unwrap().to_owned();
     // Gate A on the replica too: it is still building.

@@ -516,10 +516,12 @@ impl TaskManager {
                 match (&origin, uuid) {
                     (None, Some(u)) => origin = Some(u),
                     (Some(o), Some(u)) if *o == u => {}
-                    (Some(o), u) => return Err(TaskError::Service(format!(
+                    (Some(o), u) => {
+                        return Err(TaskError::Service(format!(
                         "the replicas follow different sources ({o} and {}); nothing was changed",
                         u.unwrap_or_default()
-                    ))),
+                    )))
+                    }
                     (None, None) => {}
                 }
                 if best.is_none_or(|(_, t)| txn > t) {
