@@ -25,19 +25,6 @@ async fn create_ok(app: &TestApp, name: &str) -> String {
     r.json()["instance"]["id"].as_str().unwrap().to_string()
 }
 
-/// Makes an instance look built and healthy, as the taskmanager and guest would.
-async fn make_active(app: &TestApp, id: &str) {
-    let db = app.db();
-    let mut inst = db.instance_get(id).await.unwrap();
-    inst.set_task_status(TaskStatus::None);
-    inst.server_status = Some("ACTIVE".into());
-    inst.compute_instance_id = Some("server-1".into());
-    db.instance_save(&inst).await.unwrap();
-    db.service_status_update(id, ServiceStatus::Healthy)
-        .await
-        .unwrap();
-}
-
 async fn action(app: &TestApp, id: &str, body: Value) -> common::Resp {
     send(
         app.v1(Method::POST, &format!("/instances/{id}/action"))
@@ -400,7 +387,7 @@ async fn restart_and_resize_follow_the_action_gate() {
         r.fault(422, "unprocessableEntity"),
         format!("Instance {id} is not currently available for an action to be performed (instance status was BUILD).")
     );
-    make_active(&app, &id).await;
+    app.make_active(&id).await;
     let shown = app.get(&format!("/instances/{id}")).await.json();
     assert_eq!(shown["instance"]["status"], "ACTIVE");
     assert_eq!(shown["instance"]["operating_status"], "HEALTHY");
@@ -430,10 +417,10 @@ async fn restart_and_resize_follow_the_action_gate() {
         r.fault(422, "unprocessableEntity"),
         format!("Instance {id} is not currently available for an action to be performed (task status was REBOOTING).")
     );
-    make_active(&app, &id).await;
+    app.make_active(&id).await;
     let r = action(&app, &id, json!({"resize": {"flavorRef": "d2"}})).await;
     assert_eq!(r.status, 202, "{}", r.text);
-    make_active(&app, &id).await;
+    app.make_active(&id).await;
     let r = action(&app, &id, json!({"resize": {"volume": {"size": "3"}}})).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let methods: Vec<String> = app.taskmanager.casts().into_iter().map(|c| c.1).collect();
@@ -528,7 +515,7 @@ async fn instance_lifecycle_on_every_backend() {
         let list = app.get("/instances/detail").await;
         assert_eq!(list.status, 200, "{backend}: {}", list.text);
         assert_eq!(list.json()["instances"][0]["id"], id.as_str());
-        make_active(&app, &id).await;
+        app.make_active(&id).await;
         assert_eq!(
             action(&app, &id, json!({"restart": {}})).await.status,
             202,
@@ -603,7 +590,7 @@ async fn show_views_for_members_and_admins() {
     let app = TestApp::start().await;
     app.seed().await;
     let id = create_ok(&app, "shown").await;
-    make_active(&app, &id).await;
+    app.make_active(&id).await;
     app.db()
         .instance_fault_upsert(&id, "Resize failed.", "Traceback: ...")
         .await
@@ -658,7 +645,7 @@ async fn running_backups_show_backup_and_reset_status_fails_them() {
     let app = TestApp::start().await;
     app.seed().await;
     let id = create_ok(&app, "b").await;
-    make_active(&app, &id).await;
+    app.make_active(&id).await;
     let backup = app
         .db()
         .backup_create(&trove_db::Backup {

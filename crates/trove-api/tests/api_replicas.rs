@@ -7,7 +7,7 @@ mod common;
 use common::{send, TestApp, PROJECT};
 use reqwest::Method;
 use serde_json::{json, Value};
-use trove_db::{ServiceStatus, TaskStatus};
+use trove_db::TaskStatus;
 
 async fn create(app: &TestApp, body: Value) -> common::Resp {
     send(app.v1(Method::POST, "/instances").json(&body)).await
@@ -24,21 +24,8 @@ async fn source(app: &TestApp) -> String {
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
     let id = r.json()["instance"]["id"].as_str().unwrap().to_string();
-    make_active(app, &id).await;
+    app.make_active(&id).await;
     id
-}
-
-/// Makes an instance look built and healthy, as the taskmanager and guest would.
-async fn make_active(app: &TestApp, id: &str) {
-    let db = app.db();
-    let mut inst = db.instance_get(id).await.unwrap();
-    inst.set_task_status(TaskStatus::None);
-    inst.server_status = Some("ACTIVE".into());
-    inst.compute_instance_id = Some(format!("server-{id}"));
-    db.instance_save(&inst).await.unwrap();
-    db.service_status_update(id, ServiceStatus::Healthy)
-        .await
-        .unwrap();
 }
 
 async fn action(app: &TestApp, id: &str, body: Value) -> common::Resp {
@@ -190,12 +177,12 @@ async fn replica_create_refusals() {
         .unwrap();
     let r = create(&app, json!({"instance": {"name": "r", "replica_of": src}})).await;
     assert_eq!(r.status, 422, "{}", r.text);
-    make_active(&app, &src).await;
+    app.make_active(&src).await;
     // A replica of a replica: 401 (Trove's plain Forbidden class).
     let r = create(&app, json!({"instance": {"name": "r", "replica_of": src}})).await;
     assert_eq!(r.status, 200, "{}", r.text);
     let rep = r.json()["instance"]["id"].as_str().unwrap().to_owned();
-    make_active(&app, &rep).await;
+    app.make_active(&rep).await;
     let r = create(&app, json!({"instance": {"name": "r2", "replica_of": rep}})).await;
     assert_eq!(
         r.fault(401, "unauthorized"),
@@ -246,7 +233,7 @@ async fn detach_promote_and_eject_set_tasks_and_cast() {
         .map(|i| i.as_str().unwrap().to_owned())
         .collect();
     for id in &ids {
-        make_active(&app, id).await;
+        app.make_active(id).await;
     }
 
     // Eject while the source's guest is alive: refused (gate F).
@@ -276,7 +263,7 @@ async fn detach_promote_and_eject_set_tasks_and_cast() {
     let r = action(&app, &ids[1], json!({"promote_to_replica_source": {}})).await;
     assert_eq!(r.status, 422, "{}", r.text);
     for id in [&src, &ids[0], &ids[1]] {
-        make_active(&app, id).await;
+        app.make_active(id).await;
     }
 
     // Eject once the source's heartbeat is old: every member EJECTING.
@@ -296,7 +283,7 @@ async fn detach_promote_and_eject_set_tasks_and_cast() {
         "eject_replica_source"
     );
     for id in [&src, &ids[0], &ids[1]] {
-        make_active(&app, id).await;
+        app.make_active(id).await;
     }
 
     // Detach: task DETACHING (status DETACH), cast.
@@ -334,7 +321,7 @@ async fn resizing_a_source_volume_resizes_its_replicas() {
     // Gate A on the replica too: it is still building.
     let r = action(&app, &src, json!({"resize": {"volume": {"size": 3}}})).await;
     assert_eq!(r.status, 422, "{}", r.text);
-    make_active(&app, &rep).await;
+    app.make_active(&rep).await;
     let r = action(&app, &src, json!({"resize": {"volume": {"size": 3}}})).await;
     assert_eq!(r.status, 202, "{}", r.text);
     let casts: Vec<Value> = app

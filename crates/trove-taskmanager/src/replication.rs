@@ -328,21 +328,7 @@ impl TaskManager {
                     GuestRequest::DetachReplica { for_failover: true },
                 )
                 .await?;
-                self.ask(
-                    ctx,
-                    f,
-                    "attach to the new source",
-                    GuestRequest::AttachReplica {
-                        replica_info: context.clone(),
-                        slave_config: None,
-                        restart: true,
-                    },
-                )
-                .await?;
-                self.db
-                    .instance_update_slave_of(&f.id, Some(&candidate.id))
-                    .await?;
-                Ok(())
+                self.follow(ctx, f, candidate, context.clone(), true).await
             }
             .await;
             if let Err(e) = r {
@@ -350,6 +336,32 @@ impl TaskManager {
             }
         }
         Ok(failed)
+    }
+
+    /// Attaches `member` to `source` (whose replica context is `context`) and records it.
+    async fn follow(
+        &self,
+        ctx: &RpcContext,
+        member: &Instance,
+        source: &Instance,
+        context: Value,
+        restart: bool,
+    ) -> Result<()> {
+        self.ask(
+            ctx,
+            member,
+            "attach to the new source",
+            GuestRequest::AttachReplica {
+                replica_info: context,
+                slave_config: None,
+                restart,
+            },
+        )
+        .await?;
+        self.db
+            .instance_update_slave_of(&member.id, Some(&source.id))
+            .await?;
+        Ok(())
     }
 
     /// `promote_to_replica_source(instance_id)`: switchover to replica `id`.
@@ -408,21 +420,7 @@ impl TaskManager {
                     )
                     .await?;
                 let context = self.reachable(&candidate, context).await?;
-                self.ask(
-                    &ctx,
-                    &source,
-                    "attach old source",
-                    GuestRequest::AttachReplica {
-                        replica_info: context,
-                        slave_config: None,
-                        restart: false,
-                    },
-                )
-                .await?;
-                self.db
-                    .instance_update_slave_of(&source.id, Some(&candidate.id))
-                    .await?;
-                Ok(())
+                self.follow(&ctx, &source, &candidate, context, false).await
             }
             .await;
             if let Err(e) = old {

@@ -117,6 +117,19 @@ impl TestApp {
         self.tdb.db()
     }
 
+    /// Makes an instance look built and healthy, as the taskmanager and guest would.
+    pub async fn make_active(&self, id: &str) {
+        let db = self.db();
+        let mut inst = db.instance_get(id).await.unwrap();
+        inst.set_task_status(trove_db::TaskStatus::None);
+        inst.server_status = Some("ACTIVE".into());
+        inst.compute_instance_id = Some("server-1".into());
+        db.instance_save(&inst).await.unwrap();
+        db.service_status_update(id, trove_db::ServiceStatus::Healthy)
+            .await
+            .unwrap();
+    }
+
     /// A request to `path` (absolute, e.g. `/v1.0/p/flavors` or `/`).
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         self.client

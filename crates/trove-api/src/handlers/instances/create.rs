@@ -237,6 +237,25 @@ pub async fn configuration_for_create(
     Ok((group, overrides))
 }
 
+/// The `nics` of `create_instance`: the keys each NIC of the request has.
+pub fn nic_args(nics: &[crate::instances::request::NicRequest]) -> Vec<Value> {
+    nics.iter()
+        .map(|n| {
+            let mut m = serde_json::Map::new();
+            for (k, v) in [
+                ("network_id", &n.network_id),
+                ("subnet_id", &n.subnet_id),
+                ("ip_address", &n.ip_address),
+            ] {
+                if let Some(v) = v {
+                    m.insert(k.into(), v.clone().into());
+                }
+            }
+            Value::Object(m)
+        })
+        .collect()
+}
+
 /// Creates an instance; answers 200 with its show view (status BUILD).
 pub async fn create(
     State(state): State<AppState>,
@@ -349,15 +368,10 @@ pub async fn create(
     let cfg = state.config();
     let id = trove_db::new_id();
     tracing::Span::current().record("instance_id", id.as_str());
-    let encrypted_key = if cfg.default.enable_secure_rpc_messaging {
-        let key = trove_common::crypto::generate_random_key();
-        Some(trove_common::crypto::encrypt_instance_key(
-            &key,
-            cfg.default.inst_rpc_key_encr_key.expose_secret(),
-        ))
-    } else {
-        None
-    };
+    let encrypted_key = trove_common::crypto::new_encrypted_instance_key(
+        cfg.default.enable_secure_rpc_messaging,
+        cfg.default.inst_rpc_key_encr_key.expose_secret(),
+    );
     let mut row = Instance {
         id: id.clone(),
         name: Some(req.name.clone()),
@@ -401,13 +415,7 @@ pub async fn create(
         "backup_id": restore.as_ref().map(|b| b.id.clone()),
         "availability_zone": req.availability_zone,
         "root_password": root_password,
-        "nics": req.nics.iter().map(|n| {
-            let mut m = serde_json::Map::new();
-            if let Some(v) = &n.network_id { m.insert("network_id".into(), v.clone().into()); }
-            if let Some(v) = &n.subnet_id { m.insert("subnet_id".into(), v.clone().into()); }
-            if let Some(v) = &n.ip_address { m.insert("ip_address".into(), v.clone().into()); }
-            Value::Object(m)
-        }).collect::<Vec<_>>(),
+        "nics": nic_args(&req.nics),
         "overrides": group.as_ref().map(|(_, o)| Value::Object(o.clone())).unwrap_or_else(|| json!({})),
         "slave_of_id": null,
         "cluster_config": null,

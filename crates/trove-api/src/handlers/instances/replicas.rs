@@ -154,15 +154,10 @@ pub async fn create(
     let cfg = state.config();
     let mut rows = Vec::with_capacity(count);
     for name in &names {
-        let encrypted_key = if cfg.default.enable_secure_rpc_messaging {
-            let key = trove_common::crypto::generate_random_key();
-            Some(trove_common::crypto::encrypt_instance_key(
-                &key,
-                cfg.default.inst_rpc_key_encr_key.expose_secret(),
-            ))
-        } else {
-            None
-        };
+        let encrypted_key = trove_common::crypto::new_encrypted_instance_key(
+            cfg.default.enable_secure_rpc_messaging,
+            cfg.default.inst_rpc_key_encr_key.expose_secret(),
+        );
         let mut row = Instance {
             id: trove_db::new_id(),
             name: Some(name.clone()),
@@ -200,12 +195,7 @@ pub async fn create(
         "backup_id": null,
         "availability_zone": req.availability_zone,
         "root_password": null,
-        "nics": req.nics.iter().map(|n| {
-            let mut m = serde_json::Map::new();
-            if let Some(v) = &n.network_id { m.insert("network_id".into(), v.clone().into()); }
-            if let Some(v) = &n.subnet_id { m.insert("subnet_id".into(), v.clone().into()); }
-            Value::Object(m)
-        }).collect::<Vec<_>>(),
+        "nics": super::create::nic_args(&req.nics),
         "overrides": group.as_ref().map(|(_, o)| Value::Object(o.clone())).unwrap_or_else(|| json!({})),
         "slave_of_id": source.id,
         "cluster_config": null,
