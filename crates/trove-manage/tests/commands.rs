@@ -577,14 +577,14 @@ async fn schema_commands() {
         let t = TestDb::empty(b).await;
         let db = t.db();
         let out = ok(db, &["db_sync"]).await;
-        assert!(out.contains("Applied migrations 1, 2, 3"), "{out}");
+        assert!(out.contains("Applied migrations 1, 2, 3, 4"), "{out}");
         let out = ok(db, &["db_sync", "--repo_path", "/ignored"]).await;
-        assert!(out.contains("up to date at version 3"), "{out}");
+        assert!(out.contains("up to date at version 4"), "{out}");
         ok(db, &["db_upgrade"]).await;
         ok(db, &["db_upgrade", "--version", "head"]).await;
         ok(db, &["flavor_create", "small", "2048", "1", "10"]).await;
         let out = ok(db, &["db_recreate"]).await;
-        assert!(out.contains("Applied migrations 1, 2, 3"), "{out}");
+        assert!(out.contains("Applied migrations 1, 2, 3, 4"), "{out}");
         assert!(db.flavor_list().await.unwrap().is_empty(), "{b}");
     }
     // db_upgrade to the alembic head revision stops at version 1.
