@@ -34,16 +34,6 @@ use trove_rpc::{
 const MASTER_KEY: &str = "emYjgHFqfXNB1NGehAFIUeoyw4V4XwWHEaKP";
 const REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
 fn rabbit_url() -> String {
     std::env::var("TROVE_TEST_RABBIT_URL")
         .unwrap_or_else(|_| "rabbit://guest:guest@127.0.0.1:5672/".into())
@@ -71,7 +61,7 @@ struct Controller {
 
 impl Controller {
     async fn new() -> Controller {
-        init_logging();
+        common::init_logging();
         let lock = trove_rpc::testing::broker_lock_shared().expect("broker lock");
         let db = TestDb::new(Backend::Sqlite).await;
         let exchange = unique("trove_guestagent_test");

@@ -7,215 +7,22 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use async_trait::async_trait;
-use common::Instance;
-use serde_json::{json, Map, Value};
+use common::{
+    backup_info, ctx, incremental_info, init_logging, local_store, mariadb_app_pool, prepare_args,
+    programs_installed, restore_info, running_as_root, Conductor, Datastore, Guest,
+};
+use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;
 use trove_backup::{BackupStore, LocalStore};
-use trove_guestagent::agent::AgentSettings;
-use trove_guestagent::heartbeat::RestartBackoff;
-use trove_guestagent::Agent;
-use trove_rpc::api::guest::GUEST_LATEST_VERSION;
-use trove_rpc::api::{GuestApi, GuestTimeouts, PrepareArgs};
-use trove_rpc::{InMemoryTransport, MessageHandler, RemoteError, RpcContext, Target, Transport};
 
-/// What the guest cast to the conductor: `(method, args)` in arrival order.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Map<String, Value>)>>);
-
-#[async_trait]
-impl MessageHandler for Recorder {
-    async fn handle(&self, message: Map<String, Value>) -> Result<Value, RemoteError> {
-        let method = message
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let args = message
-            .get("args")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        self.0.lock().unwrap().push((method, args));
-        Ok(Value::Null)
-    }
-}
-
-impl Recorder {
-    fn calls(&self, method: &str) -> Vec<Map<String, Value>> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _)| m == method)
-            .map(|(_, a)| a.clone())
-            .collect()
-    }
-
-    /// The `update_backup` casts about `backup_id`.
-    /// The updates of a backup in the order the guest sent them (each cast is handled in
-    /// a task of its own, so they may arrive in another order).
-    fn backup_updates(&self, backup_id: &str) -> Vec<Map<String, Value>> {
-        let mut u: Vec<Map<String, Value>> = self
-            .calls("update_backup")
-            .into_iter()
-            .filter(|a| a["backup_id"] == backup_id)
-            .collect();
-        u.sort_by(|a, b| {
-            let sent = |m: &Map<String, Value>| m["sent"].as_f64().unwrap_or(0.0);
-            sent(a).total_cmp(&sent(b))
-        });
-        u
-    }
-
-    /// Waits for the final state of a backup (COMPLETED or FAILED); returns every update.
-    async fn wait_backup_done(&self, backup_id: &str, within: Duration) -> Vec<Map<String, Value>> {
-        let deadline = Instant::now() + within;
-        loop {
-            let u = self.backup_updates(backup_id);
-            if u.iter()
-                .any(|a| a["state"] == "COMPLETED" || a["state"] == "FAILED")
-            {
-                // Updates sent just before the last one may still be on their way.
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                return self.backup_updates(backup_id);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "backup {backup_id} not finished in {within:?}: {u:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Waits for a heartbeat of `instance` with one of `statuses`; returns it.
-    async fn wait_heartbeat(&self, instance: &str, statuses: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let seen: Vec<String> = self
-                .calls("heartbeat")
-                .into_iter()
-                .filter(|a| a["instance_id"] == instance)
-                .filter_map(|a| a["payload"]["service_status"].as_str().map(str::to_owned))
-                .collect();
-            if let Some(s) = seen.iter().find(|s| statuses.contains(&s.as_str())) {
-                return s.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no heartbeat {statuses:?} from {instance} in {within:?}: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
+const DS: Datastore = Datastore::MariaDb;
 
 fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: backup tests need root (service account, restored file ownership)");
-        return false;
-    }
-    if trove_guestagent::backup::find_program("mariadb-backup").is_none()
-        || trove_guestagent::backup::find_program("mbstream").is_none()
-    {
-        eprintln!("skipped: mariadb-backup and mbstream are not installed (Debian package mariadb-backup)");
-        return false;
-    }
-    true
-}
-
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-/// One agent on the shared in-memory broker, with its client.
-struct Guest {
-    id: String,
-    inst: Instance,
-    agent: Option<Agent>,
-    api: GuestApi,
-}
-
-impl Guest {
-    async fn start(transport: &InMemoryTransport, conductor_topic: &str) -> Guest {
-        let id = uuid::Uuid::new_v4().to_string();
-        let inst = Instance::new(3306);
-        let settings = AgentSettings {
-            guest_id: id.clone(),
-            datastore_manager: "mariadb".into(),
-            rpc_key: None,
-            conductor_topic: conductor_topic.into(),
-            report_interval: Duration::from_secs(1),
-            restart_backoff: RestartBackoff::default(),
-            manager: inst.config.clone(),
-        };
-        let t: Arc<dyn Transport> = Arc::new(transport.clone());
-        let agent = Agent::start(settings, t.clone())
-            .await
-            .expect("agent starts");
-        let api = GuestApi::new(t, &id, None, GuestTimeouts::default(), GUEST_LATEST_VERSION);
-        Guest {
-            id,
-            inst,
-            agent: Some(agent),
-            api,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(a) = self.agent.take() {
-            a.stop().await;
-        }
-    }
-}
-
-fn ctx() -> RpcContext {
-    RpcContext::new_internal()
-}
-
-fn prepare_args(backup_info: Value) -> PrepareArgs {
-    serde_json::from_value(json!({
-        "packages": null,
-        "databases": [{"_name": "orders", "_character_set": null, "_collate": null}],
-        "memory_mb": 512,
-        "users": [{"_name": "app", "_password": "s3cret-Pass", "_host": "%",
-                   "_databases": [{"_name": "orders"}]}],
-        "device_path": null, "mount_point": "/var/lib/mysql",
-        "backup_info": backup_info,
-        "config_contents": null, "root_password": null, "overrides": null,
-        "cluster_config": null, "snapshot": null, "modules": null, "ds_version": "10.11"
-    }))
-    .expect("prepare args")
-}
-
-async fn app_pool(inst: &Instance) -> sqlx::MySqlPool {
-    let opts = sqlx::mysql::MySqlConnectOptions::new()
-        .host(&inst.addr.to_string())
-        .port(3306)
-        .username("app")
-        .password("s3cret-Pass")
-        .database("orders");
-    sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(2)
-        .connect_with(opts)
-        .await
-        .expect("app connects")
-}
-
-fn backup_info(id: &str, instance_id: &str, store_url: &str) -> Value {
-    json!({"id": id, "name": "b", "description": null, "instance_id": instance_id,
-        "backup_type": "full", "checksum": null, "parent": null, "datastore": "mariadb",
-        "datastore_version": "10.11", "storage_driver": "swift", "swift_container": null,
-        "swift_url": store_url})
+    running_as_root("backup tests need root (service account, restored file ownership)")
+        && programs_installed(&["mariadb-backup", "mbstream"])
 }
 
 /// Full backup of a live instance while a writer keeps inserting, then a new instance
@@ -229,34 +36,13 @@ async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
         return;
     }
     init_logging();
-    let transport = InMemoryTransport::new();
-    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
-    let recorder = Arc::new(Recorder::default());
-    let _conductor = transport
-        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
-        .await
-        .expect("conductor stand-in serves");
-    let store_dir = tempfile::Builder::new()
-        .prefix("trove-backups-")
-        .tempdir()
-        .unwrap();
-    let store_url = format!("file://{}", store_dir.path().display());
+    let conductor = Conductor::start().await;
+    let recorder = &conductor.recorder;
+    let (store_dir, store_url) = local_store("trove-backups-");
 
     // Source instance with rows.
-    let src = Guest::start(&transport, &conductor_topic).await;
-    src.api
-        .prepare(&ctx(), prepare_args(Value::Null))
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &src.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(120),
-        )
-        .await;
-    assert_eq!(s, "healthy");
-    let pool = app_pool(&src.inst).await;
+    let src = Guest::start_prepared(&conductor, DS).await;
+    let pool = mariadb_app_pool(&src.inst.config).await;
     sqlx::raw_sql(
         "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(200)) ENGINE=InnoDB; \
          CREATE TABLE m (k INT PRIMARY KEY, v TEXT) ENGINE=MyISAM",
@@ -303,7 +89,7 @@ async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
     }
     let backup_id = uuid::Uuid::new_v4().to_string();
     src.api
-        .create_backup(&ctx(), backup_info(&backup_id, &src.id, &store_url))
+        .create_backup(&ctx(), backup_info(DS, &backup_id, &src.id, &store_url))
         .await
         .unwrap();
     let updates = recorder
@@ -354,22 +140,11 @@ async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
         .unwrap();
 
     // A new instance from the backup.
-    let dst = Guest::start(&transport, &conductor_topic).await;
-    let restore = json!({"id": backup_id, "location": location, "checksum": checksum,
-        "type": "mariabackup"});
-    dst.api
-        .prepare(&ctx(), prepare_args(restore))
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &dst.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(300),
-        )
+    let dst = Guest::start(&conductor, DS).await;
+    let restore = restore_info(DS, &backup_id, &location, &checksum);
+    dst.prepare_healthy(prepare_args(DS, restore, true), Duration::from_secs(300))
         .await;
-    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
-    let pool2 = app_pool(&dst.inst).await;
+    let pool2 = mariadb_app_pool(&dst.inst.config).await;
     let (n, max_id): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(id) FROM t")
         .fetch_one(&pool2)
         .await
@@ -406,9 +181,7 @@ async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
         .unwrap();
     pool.close().await;
     let inc_id = uuid::Uuid::new_v4().to_string();
-    let mut inc_info = backup_info(&inc_id, &src.id, &store_url);
-    inc_info["backup_type"] = json!("incremental");
-    inc_info["parent"] = json!({"location": location, "checksum": checksum});
+    let inc_info = incremental_info(DS, &inc_id, &src.id, &store_url, &location, &checksum);
     src.api.create_backup(&ctx(), inc_info).await.unwrap();
     let u = recorder
         .wait_backup_done(&inc_id, Duration::from_secs(300))
@@ -433,22 +206,11 @@ async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
         "the incremental backup holds no InnoDB delta"
     );
     // Restored with its chain (full, then incremental) into another new instance.
-    let dst2 = Guest::start(&transport, &conductor_topic).await;
-    let restore = json!({"id": inc_id, "location": inc_location, "checksum": inc_checksum,
-        "type": "mariabackup"});
-    dst2.api
-        .prepare(&ctx(), prepare_args(restore))
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &dst2.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(300),
-        )
+    let dst2 = Guest::start(&conductor, DS).await;
+    let restore = restore_info(DS, &inc_id, &inc_location, &inc_checksum);
+    dst2.prepare_healthy(prepare_args(DS, restore, true), Duration::from_secs(300))
         .await;
-    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
-    let pool3 = app_pool(&dst2.inst).await;
+    let pool3 = mariadb_app_pool(&dst2.inst.config).await;
     let (n3, max3): (i64, i64) = sqlx::query_as("SELECT COUNT(*), MAX(id) FROM t")
         .fetch_one(&pool3)
         .await
@@ -475,10 +237,10 @@ async fn mariadb_hot_backup_then_restore_into_a_new_instance() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(&seg, &bytes).unwrap();
-    let bad = Guest::start(&transport, &conductor_topic).await;
+    let bad = Guest::start(&conductor, DS).await;
     let restore = json!({"id": backup_id, "location": location, "checksum": checksum});
     bad.api
-        .prepare(&ctx(), prepare_args(restore))
+        .prepare(&ctx(), prepare_args(DS, restore, true))
         .await
         .unwrap();
     let s = recorder
@@ -511,22 +273,16 @@ async fn mariadb_backup_failures_are_reported() {
         return;
     }
     init_logging();
-    let transport = InMemoryTransport::new();
-    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
-    let recorder = Arc::new(Recorder::default());
-    let _conductor = transport
-        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
-        .await
-        .expect("conductor stand-in serves");
-    let store_dir = tempfile::tempdir().unwrap();
-    let store_url = format!("file://{}", store_dir.path().display());
-    let g = Guest::start(&transport, &conductor_topic).await;
+    let conductor = Conductor::start().await;
+    let recorder = &conductor.recorder;
+    let (store_dir, store_url) = local_store("trove-backups-");
+    let g = Guest::start(&conductor, DS).await;
 
     // Not prepared yet: refused at once, reported FAILED.
     let id0 = uuid::Uuid::new_v4().to_string();
     let e = g
         .api
-        .create_backup(&ctx(), backup_info(&id0, &g.id, &store_url))
+        .create_backup(&ctx(), backup_info(DS, &id0, &g.id, &store_url))
         .await;
     // A cast: the refusal travels by update_backup, not by the cast's result.
     assert!(e.is_ok(), "{e:?}");
@@ -535,18 +291,11 @@ async fn mariadb_backup_failures_are_reported() {
         .await;
     assert_eq!(u.last().unwrap()["state"], "FAILED");
 
-    g.api
-        .prepare(&ctx(), prepare_args(Value::Null))
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &g.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(120),
-        )
-        .await;
-    assert_eq!(s, "healthy");
+    g.prepare_healthy(
+        prepare_args(DS, Value::Null, true),
+        Duration::from_secs(120),
+    )
+    .await;
 
     // No store URL, and a Swift URL this agent cannot write to.
     for (url, words) in [
@@ -554,7 +303,7 @@ async fn mariadb_backup_failures_are_reported() {
         (json!("https://swift.example/v1/AUTH_t"), "local directory"),
     ] {
         let id = uuid::Uuid::new_v4().to_string();
-        let mut info = backup_info(&id, &g.id, "");
+        let mut info = backup_info(DS, &id, &g.id, "");
         info["swift_url"] = url;
         g.api.create_backup(&ctx(), info).await.unwrap();
         let u = recorder
@@ -579,11 +328,11 @@ async fn mariadb_backup_failures_are_reported() {
         uuid::Uuid::new_v4().to_string(),
     );
     g.api
-        .create_backup(&ctx(), backup_info(&a, &g.id, &store_url))
+        .create_backup(&ctx(), backup_info(DS, &a, &g.id, &store_url))
         .await
         .unwrap();
     g.api
-        .create_backup(&ctx(), backup_info(&b, &g.id, &store_url))
+        .create_backup(&ctx(), backup_info(DS, &b, &g.id, &store_url))
         .await
         .unwrap();
     let ua = recorder
@@ -616,7 +365,7 @@ async fn mariadb_backup_failures_are_reported() {
     std::fs::write(&cnf, good.replace("password=", "password=wrong")).unwrap();
     let id = uuid::Uuid::new_v4().to_string();
     g.api
-        .create_backup(&ctx(), backup_info(&id, &g.id, &store_url))
+        .create_backup(&ctx(), backup_info(DS, &id, &g.id, &store_url))
         .await
         .unwrap();
     let u = recorder
@@ -655,33 +404,12 @@ async fn an_encrypted_backup_restores_only_with_its_key() {
     let key = trove_backup::encrypt::EncryptionKey::from_base64(&key_text).unwrap();
     trove_backup::encrypt::set_process_key(Some(key.clone()));
 
-    let transport = InMemoryTransport::new();
-    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
-    let recorder = Arc::new(Recorder::default());
-    let _conductor = transport
-        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
-        .await
-        .expect("conductor stand-in serves");
-    let store_dir = tempfile::Builder::new()
-        .prefix("trove-backups-")
-        .tempdir()
-        .unwrap();
-    let store_url = format!("file://{}", store_dir.path().display());
+    let conductor = Conductor::start().await;
+    let recorder = &conductor.recorder;
+    let (_store_dir, store_url) = local_store("trove-backups-");
 
-    let src = Guest::start(&transport, &conductor_topic).await;
-    src.api
-        .prepare(&ctx(), prepare_args(Value::Null))
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &src.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(120),
-        )
-        .await;
-    assert_eq!(s, "healthy");
-    let pool = app_pool(&src.inst).await;
+    let src = Guest::start_prepared(&conductor, DS).await;
+    let pool = mariadb_app_pool(&src.inst.config).await;
     sqlx::raw_sql(
         "CREATE TABLE secret (id INT PRIMARY KEY, v TEXT); \
          INSERT INTO secret VALUES (1, 'plain text that must not reach the store')",
@@ -692,7 +420,7 @@ async fn an_encrypted_backup_restores_only_with_its_key() {
     pool.close().await;
     let backup_id = uuid::Uuid::new_v4().to_string();
     src.api
-        .create_backup(&ctx(), backup_info(&backup_id, &src.id, &store_url))
+        .create_backup(&ctx(), backup_info(DS, &backup_id, &src.id, &store_url))
         .await
         .unwrap();
     let u = recorder
@@ -723,14 +451,13 @@ async fn an_encrypted_backup_restores_only_with_its_key() {
     let needle = b"plain text that must not reach the store";
     assert!(!stored.windows(needle.len()).any(|w| w == needle));
 
-    let restore = json!({"id": backup_id, "location": location, "checksum": checksum,
-        "type": "mariabackup"});
+    let restore = restore_info(DS, &backup_id, &location, &checksum);
     // Without the key: refused, no server started.
     trove_backup::encrypt::set_process_key(None);
-    let nokey = Guest::start(&transport, &conductor_topic).await;
+    let nokey = Guest::start(&conductor, DS).await;
     nokey
         .api
-        .prepare(&ctx(), prepare_args(restore.clone()))
+        .prepare(&ctx(), prepare_args(DS, restore.clone(), true))
         .await
         .unwrap();
     let s = recorder
@@ -747,20 +474,10 @@ async fn an_encrypted_backup_restores_only_with_its_key() {
 
     // With the key: the rows are back.
     trove_backup::encrypt::set_process_key(Some(key));
-    let dst = Guest::start(&transport, &conductor_topic).await;
-    dst.api
-        .prepare(&ctx(), prepare_args(restore))
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &dst.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(300),
-        )
+    let dst = Guest::start(&conductor, DS).await;
+    dst.prepare_healthy(prepare_args(DS, restore, true), Duration::from_secs(300))
         .await;
-    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
-    let pool = app_pool(&dst.inst).await;
+    let pool = mariadb_app_pool(&dst.inst.config).await;
     let v: String = sqlx::query_scalar("SELECT v FROM secret WHERE id = 1")
         .fetch_one(&pool)
         .await

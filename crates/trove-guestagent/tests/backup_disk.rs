@@ -9,151 +9,43 @@
 //! account) and the datastore's backup tools; skipped with a printed reason otherwise.
 //! Instances listen on 127.2.13.x.
 
-use std::net::{Ipv4Addr, TcpListener};
+mod common;
+
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use serde_json::{json, Map, Value};
-use trove_backup::{BackupStore, LocalStore};
-use trove_guestagent::agent::AgentSettings;
-use trove_guestagent::heartbeat::RestartBackoff;
-use trove_guestagent::manager::ManagerConfig;
-use trove_guestagent::process::{
-    pid_alive, ServerProcess, ServiceUser, DEFAULT_SERVICE_UID, DEFAULT_SERVICE_USER,
+use common::{
+    backup_info, free_endpoint, init_logging, local_store, mariadb_app_pool, pg15_tools_installed,
+    pg_app_pool, prepare_args, programs_installed, restore_info, running_as_root, stop_server,
+    Conductor, Datastore, Guest,
 };
-use trove_guestagent::{volume, Agent};
-use trove_rpc::api::guest::GUEST_LATEST_VERSION;
-use trove_rpc::api::{GuestApi, GuestTimeouts, PrepareArgs};
-use trove_rpc::{InMemoryTransport, MessageHandler, RemoteError, RpcContext, Target, Transport};
+use serde_json::{json, Value};
+use trove_backup::{BackupStore, LocalStore};
+use trove_guestagent::manager::ManagerConfig;
+use trove_guestagent::process::{ServiceUser, DEFAULT_SERVICE_UID, DEFAULT_SERVICE_USER};
+use trove_guestagent::volume;
+use trove_rpc::api::{GuestTimeouts, PrepareArgs};
 
 const MIB: u64 = 1024 * 1024;
 
 /// Size of the source's volume.
 const VOLUME_MIB: u64 = 256;
 
-/// What the guests cast to the conductor: `(method, args)` in arrival order.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Map<String, Value>)>>);
-
-#[async_trait]
-impl MessageHandler for Recorder {
-    async fn handle(&self, message: Map<String, Value>) -> Result<Value, RemoteError> {
-        let method = message
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let args = message
-            .get("args")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        self.0.lock().unwrap().push((method, args));
-        Ok(Value::Null)
-    }
-}
-
-impl Recorder {
-    fn calls(&self, method: &str) -> Vec<Map<String, Value>> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _)| m == method)
-            .map(|(_, a)| a.clone())
-            .collect()
-    }
-
-    /// Waits for the final state of a backup (COMPLETED or FAILED); returns every update.
-    async fn wait_backup_done(&self, backup_id: &str, within: Duration) -> Vec<Map<String, Value>> {
-        let deadline = Instant::now() + within;
-        loop {
-            let u: Vec<_> = self
-                .calls("update_backup")
-                .into_iter()
-                .filter(|a| a["backup_id"] == backup_id)
-                .collect();
-            if u.iter()
-                .any(|a| a["state"] == "COMPLETED" || a["state"] == "FAILED")
-            {
-                return u;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "backup {backup_id} not finished in {within:?}: {u:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Waits for a heartbeat of `instance` with one of `statuses`; returns it.
-    async fn wait_heartbeat(&self, instance: &str, statuses: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let seen: Vec<String> = self
-                .calls("heartbeat")
-                .into_iter()
-                .filter(|a| a["instance_id"] == instance)
-                .filter_map(|a| a["payload"]["service_status"].as_str().map(str::to_owned))
-                .collect();
-            if let Some(s) = seen.iter().find(|s| statuses.contains(&s.as_str())) {
-                return s.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no heartbeat {statuses:?} from {instance} in {within:?}: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
 /// Root, loop devices and the programs the test needs; prints why not otherwise.
 fn can_run(tools: &[&str]) -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: needs root (loop devices, mount, service account)");
-        return false;
-    }
-    for t in ["losetup", "mkfs.ext4", "mount", "umount", "du"]
-        .iter()
-        .chain(tools)
-    {
-        if trove_guestagent::backup::find_program(t).is_none() {
-            eprintln!("skipped: {t} is not installed");
-            return false;
-        }
-    }
-    true
+    running_as_root("needs root (loop devices, mount, service account)")
+        && programs_installed(&["losetup", "mkfs.ext4", "mount", "umount", "du"])
+        && programs_installed(tools)
 }
-
-static TAKEN: Mutex<Vec<Ipv4Addr>> = Mutex::new(Vec::new());
 
 /// A free address 127.2.13.x where `port` can be bound now.
 fn free_address(port: u16) -> Ipv4Addr {
-    let mut taken = TAKEN.lock().unwrap();
-    for x in 2..=254 {
-        let ip = Ipv4Addr::new(127, 2, 13, x);
-        if !taken.contains(&ip) && TcpListener::bind((ip, port)).is_ok() {
-            taken.push(ip);
-            return ip;
-        }
-    }
-    panic!("no free address 127.2.13.x for port {port}");
+    free_endpoint([127, 2, 13], port..=port).0
 }
 
 fn sh(program: &str, args: &[&str]) -> String {
@@ -232,7 +124,6 @@ impl Drop for LoopDevice {
 /// directory (fields drop in this order).
 struct TestInstance {
     config: ManagerConfig,
-    addr: Ipv4Addr,
     lo: Option<LoopDevice>,
     dir: Option<tempfile::TempDir>,
 }
@@ -254,7 +145,6 @@ impl TestInstance {
         let lo = volume_mib.map(|mib| LoopDevice::new(&dir.path().join("volume.img"), mib, &mount));
         TestInstance {
             config,
-            addr,
             lo,
             dir: Some(dir),
         }
@@ -273,91 +163,47 @@ impl TestInstance {
 
 impl Drop for TestInstance {
     fn drop(&mut self) {
-        let sp = ServerProcess::new(self.mount().join("run/server.pid"), PathBuf::new());
-        if let Some(pid) = sp.recorded_pid() {
-            sp.kill_group();
-            let _ = Command::new("kill")
-                .args(["-CONT", &pid.to_string()])
-                .status();
-            for _ in 0..200 {
-                if !pid_alive(pid) {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+        stop_server(
+            &self.mount().join("run/server.pid"),
+            Duration::from_secs(10),
+        );
         drop(self.lo.take());
         drop(self.dir.take());
     }
 }
 
-/// One agent on the shared in-memory broker, with its client.
-struct Guest {
-    id: String,
-    inst: TestInstance,
-    agent: Option<Agent>,
-    api: GuestApi,
+/// An agent of `ds` for a new instance listening on `ds`'s port, on its own volume of
+/// `volume_mib` MiB when given.
+async fn start_guest(
+    conductor: &Conductor,
+    ds: Datastore,
+    volume_mib: Option<u64>,
+) -> Guest<TestInstance> {
+    let inst = TestInstance::new(ds.port(), volume_mib);
+    let config = inst.config.clone();
+    let timeouts = GuestTimeouts {
+        low: Duration::from_secs(60),
+        high: Duration::from_secs(300),
+        snapshot: Duration::from_secs(300),
+    };
+    Guest::start_on(conductor, ds, config, inst, timeouts).await
 }
 
-impl Guest {
-    async fn start(
-        transport: &InMemoryTransport,
-        conductor_topic: &str,
-        manager: &str,
-        port: u16,
-        volume_mib: Option<u64>,
-    ) -> Guest {
-        let id = uuid::Uuid::new_v4().to_string();
-        let inst = TestInstance::new(port, volume_mib);
-        let settings = AgentSettings {
-            guest_id: id.clone(),
-            datastore_manager: manager.into(),
-            rpc_key: None,
-            conductor_topic: conductor_topic.into(),
-            report_interval: Duration::from_secs(1),
-            restart_backoff: RestartBackoff::default(),
-            manager: inst.config.clone(),
-        };
-        let t: Arc<dyn Transport> = Arc::new(transport.clone());
-        let agent = Agent::start(settings, t.clone())
-            .await
-            .expect("agent starts");
-        let timeouts = GuestTimeouts {
-            low: Duration::from_secs(60),
-            high: Duration::from_secs(300),
-            snapshot: Duration::from_secs(300),
-        };
-        let api = GuestApi::new(t, &id, None, timeouts, GUEST_LATEST_VERSION);
-        Guest {
-            id,
-            inst,
-            agent: Some(agent),
-            api,
-        }
-    }
-
-    /// `prepare` (restoring `backup_info` unless null); returns once the server is healthy.
-    async fn prepare(&self, recorder: &Recorder, args: PrepareArgs) {
-        self.api.prepare(&ctx(), args).await.unwrap();
-        let s = recorder
-            .wait_heartbeat(
-                &self.id,
-                &["healthy", "failed to spawn"],
-                Duration::from_secs(300),
-            )
-            .await;
-        assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
-    }
-
-    async fn stop(mut self) {
-        if let Some(a) = self.agent.take() {
-            a.stop().await;
-        }
-    }
-}
-
-fn ctx() -> RpcContext {
-    RpcContext::new_internal()
+/// `prepare` with the volume's device and mount point, 256 MiB of memory and `overrides`.
+fn volume_prepare_args(
+    ds: Datastore,
+    device: Option<String>,
+    mount: &Path,
+    backup_info: Value,
+    overrides: Option<Value>,
+) -> PrepareArgs {
+    let restoring = !backup_info.is_null();
+    let mut args = prepare_args(ds, backup_info, !restoring);
+    args.memory_mb = 256;
+    args.device_path = device;
+    args.mount_point = Some(mount.to_string_lossy().into_owned());
+    args.overrides = overrides;
+    args
 }
 
 /// Bytes available to unprivileged writers (the server runs as the service account) on the
@@ -407,32 +253,20 @@ impl FreeSpaceWatch {
     }
 }
 
-/// Takes a full backup into `store_url`; returns `(location, checksum)` once COMPLETED and
-/// the lowest free space seen on `watched` while it ran.
+/// Takes a full backup (named `big`) of `g`'s `ds` instance into `store_url`; returns its
+/// id, `(location, checksum)` once COMPLETED, and the lowest free space seen on `g`'s volume
+/// while it ran.
 async fn backup_watching_free_space(
-    g: &Guest,
-    recorder: &Recorder,
-    info: Value,
-    id: &str,
-    watched: &Path,
-) -> ((String, String), u64) {
-    let watch = FreeSpaceWatch::start(watched);
-    g.api.create_backup(&ctx(), info).await.unwrap();
-    let u = recorder
-        .wait_backup_done(id, Duration::from_secs(600))
-        .await;
-    let lowest = watch.finish().await;
-    assert_eq!(u[0]["state"], "BUILDING", "{u:?}");
-    let done = u.last().unwrap();
-    assert_eq!(done["state"], "COMPLETED", "{u:?}");
-    assert_eq!(done["success"], true);
-    (
-        (
-            done["location"].as_str().unwrap().to_owned(),
-            done["checksum"].as_str().unwrap().to_owned(),
-        ),
-        lowest,
-    )
+    g: &Guest<TestInstance>,
+    ds: Datastore,
+    store_url: &str,
+) -> (String, (String, String), u64) {
+    let id = uuid::Uuid::new_v4().to_string();
+    let mut info = backup_info(ds, &id, &g.id, store_url);
+    info["name"] = json!("big");
+    let watch = FreeSpaceWatch::start(g.inst.mount());
+    let stored = g.take_backup(info, &id, Duration::from_secs(600)).await;
+    (id, stored, watch.finish().await)
 }
 
 /// Checks the premise: the source's data is on its own volume and takes more room than is
@@ -469,43 +303,6 @@ fn filled_enough(table: u64, free: u64) -> bool {
     table > free + 20 * MIB || free < 40 * MIB
 }
 
-fn mariadb_prepare_args(device: Option<String>, mount: &Path, backup_info: Value) -> PrepareArgs {
-    let restoring = !backup_info.is_null();
-    let users = if restoring {
-        json!([])
-    } else {
-        json!([{"_name": "app", "_password": "s3cret-Pass", "_host": "%",
-                "_databases": [{"_name": "orders"}]}])
-    };
-    let databases = if restoring {
-        json!([])
-    } else {
-        json!([{"_name": "orders", "_character_set": null, "_collate": null}])
-    };
-    serde_json::from_value(json!({
-        "packages": null, "databases": databases, "memory_mb": 256, "users": users,
-        "device_path": device, "mount_point": mount,
-        "backup_info": backup_info,
-        "config_contents": null, "root_password": null, "overrides": null,
-        "cluster_config": null, "snapshot": null, "modules": null, "ds_version": "10.11"
-    }))
-    .expect("prepare args")
-}
-
-async fn mariadb_pool(inst: &TestInstance) -> sqlx::MySqlPool {
-    let opts = sqlx::mysql::MySqlConnectOptions::new()
-        .host(&inst.addr.to_string())
-        .port(inst.config.port)
-        .username("app")
-        .password("s3cret-Pass")
-        .database("orders");
-    sqlx::mysql::MySqlPoolOptions::new()
-        .max_connections(2)
-        .connect_with(opts)
-        .await
-        .expect("app connects")
-}
-
 /// `(rows, checksum of every row)` of table `t`.
 async fn mariadb_summary(pool: &sqlx::MySqlPool) -> (i64, String) {
     sqlx::query_as(
@@ -522,34 +319,23 @@ async fn mariadb_larger_than_its_free_disk_backs_up_and_restores() {
         return;
     }
     init_logging();
-    let transport = InMemoryTransport::new();
-    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
-    let recorder = Arc::new(Recorder::default());
-    let _conductor = transport
-        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
-        .await
-        .expect("conductor stand-in serves");
-    let store_dir = tempfile::Builder::new()
-        .prefix("trove-disk-backups-")
-        .tempdir()
-        .unwrap();
-    let store_url = format!("file://{}", store_dir.path().display());
+    let conductor = Conductor::start().await;
+    let (store_dir, store_url) = local_store("trove-disk-backups-");
 
-    let src = Guest::start(
-        &transport,
-        &conductor_topic,
-        "mariadb",
-        3306,
-        Some(VOLUME_MIB),
-    )
-    .await;
-    src.prepare(
-        &recorder,
-        mariadb_prepare_args(src.inst.device(), src.inst.mount(), Value::Null),
+    let src = start_guest(&conductor, Datastore::MariaDb, Some(VOLUME_MIB)).await;
+    src.prepare_healthy(
+        volume_prepare_args(
+            Datastore::MariaDb,
+            src.inst.device(),
+            src.inst.mount(),
+            Value::Null,
+            None,
+        ),
+        Duration::from_secs(300),
     )
     .await;
     let data_dir = src.inst.mount().join("data");
-    let pool = mariadb_pool(&src.inst).await;
+    let pool = mariadb_app_pool(&src.inst.config).await;
     sqlx::raw_sql(
         "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARBINARY(1000) NOT NULL) ENGINE=InnoDB",
     )
@@ -576,13 +362,8 @@ async fn mariadb_larger_than_its_free_disk_backs_up_and_restores() {
         free / MIB
     );
 
-    let id = uuid::Uuid::new_v4().to_string();
-    let info = json!({"id": id, "name": "big", "description": null, "instance_id": src.id,
-        "backup_type": "full", "checksum": null, "parent": null, "datastore": "mariadb",
-        "datastore_version": "10.11", "storage_driver": "swift", "swift_container": null,
-        "swift_url": store_url});
-    let ((location, checksum), lowest) =
-        backup_watching_free_space(&src, &recorder, info, &id, src.inst.mount()).await;
+    let (id, (location, checksum), lowest) =
+        backup_watching_free_space(&src, Datastore::MariaDb, &store_url).await;
     // Nothing of the backup's size was staged on the volume: the free space never dropped
     // by more than the tool's and the server's own small files.
     assert!(
@@ -611,57 +392,23 @@ async fn mariadb_larger_than_its_free_disk_backs_up_and_restores() {
     pool.close().await;
 
     // Restored on the ordinary disk: the same rows.
-    let dst = Guest::start(&transport, &conductor_topic, "mariadb", 3306, None).await;
-    let restore = json!({"id": id, "location": location, "checksum": checksum,
-        "type": "mariabackup"});
-    dst.prepare(
-        &recorder,
-        mariadb_prepare_args(None, dst.inst.mount(), restore),
+    let dst = start_guest(&conductor, Datastore::MariaDb, None).await;
+    let restore = restore_info(Datastore::MariaDb, &id, &location, &checksum);
+    dst.prepare_healthy(
+        volume_prepare_args(Datastore::MariaDb, None, dst.inst.mount(), restore, None),
+        Duration::from_secs(300),
     )
     .await;
-    let pool2 = mariadb_pool(&dst.inst).await;
+    let pool2 = mariadb_app_pool(&dst.inst.config).await;
     assert_eq!(mariadb_summary(&pool2).await, expected);
     pool2.close().await;
     dst.stop().await;
     src.stop().await;
 }
 
-fn postgres_prepare_args(device: Option<String>, mount: &Path, backup_info: Value) -> PrepareArgs {
-    let restoring = !backup_info.is_null();
-    // Little WAL kept in pg_wal: the volume's room goes to the data (and the archive).
-    let overrides = json!({"min_wal_size": "32MB", "max_wal_size": "64MB", "wal_keep_size": "0"});
-    // A restore brings the source's databases and users.
-    let (databases, users) = if restoring {
-        (json!([]), json!([]))
-    } else {
-        (
-            json!([{"_name": "orders", "_character_set": null, "_collate": null}]),
-            json!([{"_name": "app", "_password": "s3cret-Pass", "_host": "%",
-                    "_databases": [{"_name": "orders"}]}]),
-        )
-    };
-    serde_json::from_value(json!({
-        "packages": null, "databases": databases, "memory_mb": 256, "users": users,
-        "device_path": device, "mount_point": mount,
-        "backup_info": backup_info,
-        "config_contents": null, "root_password": null, "overrides": overrides,
-        "cluster_config": null, "snapshot": null, "modules": null, "ds_version": "15"
-    }))
-    .expect("prepare args")
-}
-
-async fn postgres_pool(inst: &TestInstance) -> sqlx::PgPool {
-    let opts = sqlx::postgres::PgConnectOptions::new()
-        .host(&inst.addr.to_string())
-        .port(inst.config.port)
-        .username("app")
-        .password("s3cret-Pass")
-        .database("orders");
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(opts)
-        .await
-        .expect("app connects")
+/// Little WAL kept in pg_wal: the volume's room goes to the data (and the archive).
+fn postgres_overrides() -> Option<Value> {
+    Some(json!({"min_wal_size": "32MB", "max_wal_size": "64MB", "wal_keep_size": "0"}))
 }
 
 /// `(rows, digest of every row)` of table `t` (sorting only the rows' digests: the volume
@@ -682,42 +429,27 @@ const PG_VOLUME_MIB: u64 = 512;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_larger_than_its_free_disk_backs_up_and_restores() {
-    if !can_run(&[]) {
-        return;
-    }
-    if !Path::new("/usr/lib/postgresql/15/bin/pg_basebackup").is_file() {
-        eprintln!("skipped: PostgreSQL 15's pg_basebackup is not installed");
+    if !can_run(&[]) || !pg15_tools_installed(&["pg_basebackup"]) {
         return;
     }
     init_logging();
-    let transport = InMemoryTransport::new();
-    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
-    let recorder = Arc::new(Recorder::default());
-    let _conductor = transport
-        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
-        .await
-        .expect("conductor stand-in serves");
-    let store_dir = tempfile::Builder::new()
-        .prefix("trove-disk-backups-")
-        .tempdir()
-        .unwrap();
-    let store_url = format!("file://{}", store_dir.path().display());
+    let conductor = Conductor::start().await;
+    let (store_dir, store_url) = local_store("trove-disk-backups-");
 
-    let src = Guest::start(
-        &transport,
-        &conductor_topic,
-        "postgresql",
-        5432,
-        Some(PG_VOLUME_MIB),
-    )
-    .await;
-    src.prepare(
-        &recorder,
-        postgres_prepare_args(src.inst.device(), src.inst.mount(), Value::Null),
+    let src = start_guest(&conductor, Datastore::Postgres, Some(PG_VOLUME_MIB)).await;
+    src.prepare_healthy(
+        volume_prepare_args(
+            Datastore::Postgres,
+            src.inst.device(),
+            src.inst.mount(),
+            Value::Null,
+            postgres_overrides(),
+        ),
+        Duration::from_secs(300),
     )
     .await;
     let pgdata = src.inst.mount().join("data/pgdata");
-    let pool = postgres_pool(&src.inst).await;
+    let pool = pg_app_pool(&src.inst.config).await;
     // The superuser, over the instance's socket, checkpoints so the server recycles its WAL.
     let superuser = sqlx::postgres::PgPoolOptions::new()
         .max_connections(1)
@@ -797,13 +529,8 @@ async fn postgres_larger_than_its_free_disk_backs_up_and_restores() {
         free / MIB
     );
 
-    let id = uuid::Uuid::new_v4().to_string();
-    let info = json!({"id": id, "name": "big", "description": null, "instance_id": src.id,
-        "backup_type": "full", "checksum": null, "parent": null, "datastore": "postgresql",
-        "datastore_version": "15", "storage_driver": "swift", "swift_container": null,
-        "swift_url": store_url});
-    let ((location, checksum), lowest) =
-        backup_watching_free_space(&src, &recorder, info, &id, src.inst.mount()).await;
+    let (id, (location, checksum), lowest) =
+        backup_watching_free_space(&src, Datastore::Postgres, &store_url).await;
     // Nothing of the backup's size was staged on the volume; the server's own WAL (new
     // segments and their archived copies, 16 MiB each) is all that may have taken room.
     eprintln!(
@@ -840,15 +567,20 @@ async fn postgres_larger_than_its_free_disk_backs_up_and_restores() {
     );
     pool.close().await;
 
-    let dst = Guest::start(&transport, &conductor_topic, "postgresql", 5432, None).await;
-    let restore = json!({"id": id, "location": location, "checksum": checksum,
-        "type": "pg_basebackup"});
-    dst.prepare(
-        &recorder,
-        postgres_prepare_args(None, dst.inst.mount(), restore),
+    let dst = start_guest(&conductor, Datastore::Postgres, None).await;
+    let restore = restore_info(Datastore::Postgres, &id, &location, &checksum);
+    dst.prepare_healthy(
+        volume_prepare_args(
+            Datastore::Postgres,
+            None,
+            dst.inst.mount(),
+            restore,
+            postgres_overrides(),
+        ),
+        Duration::from_secs(300),
     )
     .await;
-    let pool2 = postgres_pool(&dst.inst).await;
+    let pool2 = pg_app_pool(&dst.inst.config).await;
     assert_eq!(postgres_summary(&pool2).await, expected);
     pool2.close().await;
     dst.stop().await;

@@ -6,68 +6,27 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::Instance;
-use rand::Rng;
+use common::{
+    free_endpoint, init_logging, programs_installed, running_as_root, Conductor, Datastore, Guest,
+    Instance, APP_PASSWORD,
+};
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{ConnectOptions, Connection};
 use trove_guestagent::backup::{BackupInfo, BackupJob, RestoreInfo};
 use trove_guestagent::manager::{ReplicaContext, ReplicaSnapshot};
 use trove_guestagent::{Database, DatastoreManager, MariaDbManager, PrepareRequest, User};
 
-const APP_PASSWORD: &str = "s3cret-Pass";
-
 fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!(
-            "skipped: replication tests need root (service account, restored file ownership)"
-        );
-        return false;
-    }
-    if trove_guestagent::backup::find_program("mariadb-backup").is_none()
-        || trove_guestagent::backup::find_program("mbstream").is_none()
-    {
-        eprintln!("skipped: mariadb-backup and mbstream are not installed");
-        return false;
-    }
-    true
+    running_as_root("replication tests need root (service account, restored file ownership)")
+        && programs_installed(&["mariadb-backup", "mbstream"])
 }
-
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-static TAKEN: Mutex<Option<HashSet<(Ipv4Addr, u16)>>> = Mutex::new(None);
 
 /// An instance on a free 127.2.11.x address and port.
 fn instance() -> Instance {
-    let mut inst = Instance::new(3306);
-    let mut rng = rand::thread_rng();
-    for _ in 0..500 {
-        let ip = Ipv4Addr::new(127, 2, 11, rng.gen_range(2..=254));
-        let port = rng.gen_range(20000..40000);
-        let mut taken = TAKEN.lock().unwrap();
-        let taken = taken.get_or_insert_with(HashSet::new);
-        if taken.contains(&(ip, port)) || TcpListener::bind((ip, port)).is_err() {
-            continue;
-        }
-        taken.insert((ip, port));
-        inst.addr = ip;
-        inst.config.bind_address = IpAddr::V4(ip);
-        inst.config.port = port;
-        return inst;
-    }
-    panic!("no free address in 127.2.11.0/24");
+    let (ip, port) = free_endpoint([127, 2, 11], 20000..=39999);
+    Instance::at(ip, port)
 }
 
 struct Node {
@@ -256,6 +215,14 @@ async fn replica(snapshot: &ReplicaSnapshot, restore: &RestoreInfo) -> Node {
     r
 }
 
+/// A local directory store for the replication snapshots.
+fn snapshot_store() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("trove-repl-store-")
+        .tempdir()
+        .unwrap()
+}
+
 fn is_read_only_refusal(e: &sqlx::Error) -> bool {
     e.as_database_error()
         .is_some_and(|d| d.code().as_deref() == Some("HY000") && d.message().contains("read-only"))
@@ -269,10 +236,7 @@ async fn replica_from_snapshot_follows_then_detaches() {
         return;
     }
     init_logging();
-    let store = tempfile::Builder::new()
-        .prefix("trove-repl-store-")
-        .tempdir()
-        .unwrap();
+    let store = snapshot_store();
     let src = source(1000).await;
     assert_eq!(
         src.dm().replication_strategy(),
@@ -439,10 +403,7 @@ async fn switchover_to_a_replica() {
         return;
     }
     init_logging();
-    let store = tempfile::Builder::new()
-        .prefix("trove-repl-store-")
-        .tempdir()
-        .unwrap();
+    let store = snapshot_store();
     let (old, cand, other) = source_with_two_replicas(store.path()).await;
     old.insert("last on old source").await.unwrap();
 
@@ -489,10 +450,7 @@ async fn failover_after_the_source_dies() {
         return;
     }
     init_logging();
-    let store = tempfile::Builder::new()
-        .prefix("trove-repl-store-")
-        .tempdir()
-        .unwrap();
+    let store = snapshot_store();
     let (src, r1, r2) = source_with_two_replicas(store.path()).await;
     // r2 stops applying for a while: r1 has more of the source's changes when it dies.
     {
@@ -545,110 +503,18 @@ fn root_password(n: &Node) -> String {
         .to_owned()
 }
 
-/// What the guests cast to the conductor: `(method, args)` in arrival order.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, serde_json::Map<String, serde_json::Value>)>>);
-
-#[async_trait::async_trait]
-impl trove_rpc::MessageHandler for Recorder {
-    async fn handle(
-        &self,
-        message: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<serde_json::Value, trove_rpc::RemoteError> {
-        let method = message
-            .get("method")
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let args = message
-            .get("args")
-            .and_then(serde_json::Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        self.0.lock().unwrap().push((method, args));
-        Ok(serde_json::Value::Null)
-    }
-}
-
-impl Recorder {
-    fn calls(&self, method: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _)| m == method)
-            .map(|(_, a)| a.clone())
-            .collect()
-    }
-
-    /// Waits for a heartbeat of `instance` with one of `statuses`; returns it.
-    async fn wait_heartbeat(&self, instance: &str, statuses: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let seen: Vec<String> = self
-                .calls("heartbeat")
-                .into_iter()
-                .filter(|a| a["instance_id"] == instance)
-                .filter_map(|a| a["payload"]["service_status"].as_str().map(str::to_owned))
-                .collect();
-            if let Some(s) = seen.iter().find(|s| statuses.contains(&s.as_str())) {
-                return s.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no heartbeat {statuses:?} from {instance} in {within:?}: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-}
-
-/// One agent on the in-memory broker, with its client.
-struct Guest {
-    id: String,
-    node: Node,
-    agent: Option<trove_guestagent::Agent>,
-    api: trove_rpc::api::GuestApi,
-}
-
-impl Guest {
-    async fn start(transport: &trove_rpc::InMemoryTransport, conductor_topic: &str) -> Guest {
-        use trove_rpc::Transport;
-        let id = uuid::Uuid::new_v4().to_string();
-        let node = Node::new();
-        let settings = trove_guestagent::AgentSettings {
-            guest_id: id.clone(),
-            datastore_manager: "mariadb".into(),
-            rpc_key: None,
-            conductor_topic: conductor_topic.into(),
-            report_interval: Duration::from_secs(1),
-            restart_backoff: trove_guestagent::heartbeat::RestartBackoff::default(),
-            manager: node.inst.config.clone(),
-        };
-        let t: std::sync::Arc<dyn Transport> = std::sync::Arc::new(transport.clone());
-        let agent = trove_guestagent::Agent::start(settings, t.clone())
-            .await
-            .expect("agent starts");
-        let api = trove_rpc::api::GuestApi::new(
-            t,
-            &id,
-            None,
-            trove_rpc::api::GuestTimeouts::default(),
-            trove_rpc::api::guest::GUEST_LATEST_VERSION,
-        );
-        Guest {
-            id,
-            node,
-            agent: Some(agent),
-            api,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(a) = self.agent.take() {
-            a.stop().await;
-        }
-    }
+/// An agent on the conductor stand-in's broker for a new node.
+async fn start_guest(conductor: &Conductor) -> Guest<Node> {
+    let node = Node::new();
+    let config = node.inst.config.clone();
+    Guest::start_on(
+        conductor,
+        Datastore::MariaDb,
+        config,
+        node,
+        trove_rpc::api::GuestTimeouts::default(),
+    )
+    .await
 }
 
 fn prepare_args(
@@ -656,22 +522,9 @@ fn prepare_args(
     snapshot: serde_json::Value,
     with_tenant: bool,
 ) -> trove_rpc::api::PrepareArgs {
-    let (databases, users) = if with_tenant {
-        (
-            serde_json::json!([{"_name": "orders", "_character_set": null, "_collate": null}]),
-            serde_json::json!([{"_name": "app", "_password": APP_PASSWORD, "_host": "%",
-                                "_databases": [{"_name": "orders"}]}]),
-        )
-    } else {
-        (serde_json::json!([]), serde_json::json!([]))
-    };
-    serde_json::from_value(serde_json::json!({
-        "packages": null, "databases": databases, "memory_mb": 512, "users": users,
-        "device_path": null, "mount_point": "/var/lib/mysql", "backup_info": backup_info,
-        "config_contents": null, "root_password": null, "overrides": null,
-        "cluster_config": null, "snapshot": snapshot, "modules": null, "ds_version": "10.11"
-    }))
-    .expect("prepare args")
+    let mut args = common::prepare_args(Datastore::MariaDb, backup_info, with_tenant);
+    args.snapshot = Some(snapshot).filter(|s| !s.is_null());
+    args
 }
 
 /// Through the guest API as the taskmanager drives it: `get_replication_snapshot` on the
@@ -685,37 +538,19 @@ async fn replica_created_through_the_guest_api() {
     }
     init_logging();
     use trove_rpc::api::GuestRequest;
-    use trove_rpc::{RpcContext, Target, Transport};
+    use trove_rpc::RpcContext;
     let ctx = RpcContext::new_internal;
-    let transport = trove_rpc::InMemoryTransport::new();
-    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
-    let recorder = std::sync::Arc::new(Recorder::default());
-    let _conductor = transport
-        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
-        .await
-        .expect("conductor stand-in serves");
-    let store = tempfile::Builder::new()
-        .prefix("trove-repl-store-")
-        .tempdir()
-        .unwrap();
+    let conductor = Conductor::start().await;
+    let recorder = &conductor.recorder;
+    let store = snapshot_store();
 
-    let src = Guest::start(&transport, &conductor_topic).await;
-    src.api
-        .prepare(
-            &ctx(),
-            prepare_args(serde_json::Value::Null, serde_json::Value::Null, true),
-        )
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &src.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(120),
-        )
-        .await;
-    assert_eq!(s, "healthy");
-    let mut c = src.node.app().await;
+    let src = start_guest(&conductor).await;
+    src.prepare_healthy(
+        prepare_args(serde_json::Value::Null, serde_json::Value::Null, true),
+        Duration::from_secs(120),
+    )
+    .await;
+    let mut c = src.inst.app().await;
     sqlx::raw_sql(
         "CREATE TABLE t (id BIGINT AUTO_INCREMENT PRIMARY KEY, v VARCHAR(100)); \
          INSERT INTO t (v) VALUES ('one'), ('two')",
@@ -745,8 +580,8 @@ async fn replica_created_through_the_guest_api() {
         .expect("replication snapshot");
     assert_eq!(snapshot["replication_strategy"], "MariaDBGTIDReplication");
     assert_eq!(snapshot["dataset"]["snapshot_id"], snapshot_id.as_str());
-    assert_eq!(snapshot["master"]["host"], src.node.inst.addr.to_string());
-    assert_eq!(snapshot["master"]["port"], src.node.inst.config.port);
+    assert_eq!(snapshot["master"]["host"], src.inst.inst.addr.to_string());
+    assert_eq!(snapshot["master"]["port"], src.inst.inst.config.port);
     let user = snapshot["replica_conf"]["replication_user"]["name"]
         .as_str()
         .unwrap()
@@ -778,37 +613,27 @@ async fn replica_created_through_the_guest_api() {
 
     let mut with_config = snapshot.clone();
     with_config["config"] = serde_json::json!("[mysqld]\n");
-    let rep = Guest::start(&transport, &conductor_topic).await;
-    rep.api
-        .prepare(
-            &ctx(),
-            prepare_args(
-                serde_json::json!({"id": snapshot_id, "location": done["location"],
+    let rep = start_guest(&conductor).await;
+    rep.prepare_healthy(
+        prepare_args(
+            serde_json::json!({"id": snapshot_id, "location": done["location"],
                                    "checksum": done["checksum"], "type": "InnoBackupEx"}),
-                with_config,
-                false,
-            ),
-        )
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &rep.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(240),
-        )
-        .await;
-    assert_eq!(s, "healthy");
-    assert_eq!(rep.node.count().await, 2);
-    src.node.insert("three").await.unwrap();
-    rep.node.wait_row("three", Duration::from_secs(30)).await;
-    assert!(rep.node.insert("refused").await.is_err());
+            with_config,
+            false,
+        ),
+        Duration::from_secs(240),
+    )
+    .await;
+    assert_eq!(rep.inst.count().await, 2);
+    src.inst.insert("three").await.unwrap();
+    rep.inst.wait_row("three", Duration::from_secs(30)).await;
+    assert!(rep.inst.insert("refused").await.is_err());
     let last = rep
         .api
         .send(&ctx(), GuestRequest::GetLastTxn {})
         .await
         .unwrap();
-    assert_eq!(last[0], src.node.server_id().as_str());
+    assert_eq!(last[0], src.inst.server_id().as_str());
     assert!(last[1].as_i64().is_some_and(|n| n > 0), "{last}");
     let latest = src
         .api
@@ -830,7 +655,7 @@ async fn replica_created_through_the_guest_api() {
         .await
         .unwrap();
     assert_eq!(detached, serde_json::json!({"replication_user": user}));
-    rep.node.insert("writable").await.unwrap();
+    rep.inst.insert("writable").await.unwrap();
     rep.stop().await;
     src.stop().await;
 }

@@ -7,216 +7,24 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use common::Instance;
-use serde_json::{json, Map, Value};
+use common::{
+    backup_info, ctx, incremental_info, init_logging, local_store, pg15_tools_installed,
+    pg_app_pool, prepare_args, restore_info, running_as_root, Conductor, Datastore, Guest,
+};
+use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::io::AsyncReadExt;
 use trove_backup::{BackupStore, LocalStore};
-use trove_guestagent::agent::AgentSettings;
-use trove_guestagent::heartbeat::RestartBackoff;
-use trove_guestagent::Agent;
-use trove_rpc::api::guest::GUEST_LATEST_VERSION;
-use trove_rpc::api::{GuestApi, GuestTimeouts, PrepareArgs};
-use trove_rpc::{InMemoryTransport, MessageHandler, RemoteError, RpcContext, Target, Transport};
 
+const DS: Datastore = Datastore::Postgres;
 const PORT: u16 = 5432;
 
-/// What the guest cast to the conductor: `(method, args)` in arrival order.
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Map<String, Value>)>>);
-
-#[async_trait]
-impl MessageHandler for Recorder {
-    async fn handle(&self, message: Map<String, Value>) -> Result<Value, RemoteError> {
-        let method = message
-            .get("method")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let args = message
-            .get("args")
-            .and_then(Value::as_object)
-            .cloned()
-            .unwrap_or_default();
-        self.0.lock().unwrap().push((method, args));
-        Ok(Value::Null)
-    }
-}
-
-impl Recorder {
-    fn calls(&self, method: &str) -> Vec<Map<String, Value>> {
-        self.0
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(m, _)| m == method)
-            .map(|(_, a)| a.clone())
-            .collect()
-    }
-
-    async fn wait_backup_done(&self, backup_id: &str, within: Duration) -> Vec<Map<String, Value>> {
-        let deadline = Instant::now() + within;
-        loop {
-            let u: Vec<_> = self
-                .calls("update_backup")
-                .into_iter()
-                .filter(|a| a["backup_id"] == backup_id)
-                .collect();
-            if u.iter()
-                .any(|a| a["state"] == "COMPLETED" || a["state"] == "FAILED")
-            {
-                return u;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "backup {backup_id} not finished in {within:?}: {u:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    async fn wait_heartbeat(&self, instance: &str, statuses: &[&str], within: Duration) -> String {
-        let deadline = Instant::now() + within;
-        loop {
-            let seen: Vec<String> = self
-                .calls("heartbeat")
-                .into_iter()
-                .filter(|a| a["instance_id"] == instance)
-                .filter_map(|a| a["payload"]["service_status"].as_str().map(str::to_owned))
-                .collect();
-            if let Some(s) = seen.iter().find(|s| statuses.contains(&s.as_str())) {
-                return s.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no heartbeat {statuses:?} from {instance} in {within:?}: {seen:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    fn fault_of(&self, needle: &str) -> String {
-        self.calls("notify_exc_info")
-            .iter()
-            .filter_map(|a| a["message"].as_str().map(str::to_owned))
-            .find(|m| m.contains(needle))
-            .unwrap_or_default()
-    }
-}
-
 fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: backup tests need root (service account, restored file ownership)");
-        return false;
-    }
-    let bin = std::path::Path::new("/usr/lib/postgresql/15/bin");
-    if !bin.join("pg_basebackup").is_file() || !bin.join("pg_verifybackup").is_file() {
-        eprintln!("skipped: PostgreSQL 15's pg_basebackup is not installed");
-        return false;
-    }
-    true
-}
-
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-struct Guest {
-    id: String,
-    inst: Instance,
-    agent: Option<Agent>,
-    api: GuestApi,
-}
-
-impl Guest {
-    async fn start(transport: &InMemoryTransport, conductor_topic: &str) -> Guest {
-        let id = uuid::Uuid::new_v4().to_string();
-        let inst = Instance::new(PORT);
-        let settings = AgentSettings {
-            guest_id: id.clone(),
-            datastore_manager: "postgresql".into(),
-            rpc_key: None,
-            conductor_topic: conductor_topic.into(),
-            report_interval: Duration::from_secs(1),
-            restart_backoff: RestartBackoff::default(),
-            manager: inst.config.clone(),
-        };
-        let t: Arc<dyn Transport> = Arc::new(transport.clone());
-        let agent = Agent::start(settings, t.clone())
-            .await
-            .expect("agent starts");
-        let api = GuestApi::new(t, &id, None, GuestTimeouts::default(), GUEST_LATEST_VERSION);
-        Guest {
-            id,
-            inst,
-            agent: Some(agent),
-            api,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(a) = self.agent.take() {
-            a.stop().await;
-        }
-    }
-}
-
-fn ctx() -> RpcContext {
-    RpcContext::new_internal()
-}
-
-fn prepare_args(backup_info: Value) -> PrepareArgs {
-    let restoring = !backup_info.is_null();
-    // A restore brings the source's databases and users; the request names none (as for
-    // an instance created from a backup without extra ones).
-    let (databases, users) = if restoring {
-        (json!([]), json!([]))
-    } else {
-        (
-            json!([{"_name": "orders", "_character_set": null, "_collate": null}]),
-            json!([{"_name": "app", "_password": "s3cret-Pass", "_host": "%",
-                    "_databases": [{"_name": "orders"}]}]),
-        )
-    };
-    serde_json::from_value(json!({
-        "packages": null, "databases": databases, "memory_mb": 512, "users": users,
-        "device_path": null, "mount_point": "/var/lib/postgresql",
-        "backup_info": backup_info,
-        "config_contents": null, "root_password": null, "overrides": null,
-        "cluster_config": null, "snapshot": null, "modules": null, "ds_version": "15"
-    }))
-    .expect("prepare args")
-}
-
-async fn app_pool(inst: &Instance) -> PgPool {
-    let opts = PgConnectOptions::new()
-        .host(&inst.addr.to_string())
-        .port(PORT)
-        .username("app")
-        .password("s3cret-Pass")
-        .database("orders");
-    PgPoolOptions::new()
-        .max_connections(2)
-        .connect_with(opts)
-        .await
-        .expect("app connects")
-}
-
-fn backup_info(id: &str, instance_id: &str, store_url: &str) -> Value {
-    json!({"id": id, "name": "b", "description": null, "instance_id": instance_id,
-        "backup_type": "full", "checksum": null, "parent": null, "datastore": "postgresql",
-        "datastore_version": "15", "storage_driver": "swift", "swift_container": null,
-        "swift_url": store_url})
+    running_as_root("backup tests need root (service account, restored file ownership)")
+        && pg15_tools_installed(&["pg_basebackup", "pg_verifybackup"])
 }
 
 /// `(count, min id, max id, digest of every row)` of table `t`.
@@ -230,47 +38,12 @@ async fn summary(pool: &PgPool) -> (i64, i64, i64, String) {
     .unwrap()
 }
 
-/// Takes a backup and returns `(location, checksum)` of the COMPLETED backup.
-async fn take_backup(g: &Guest, recorder: &Recorder, info: Value, id: &str) -> (String, String) {
-    g.api.create_backup(&ctx(), info).await.unwrap();
-    let u = recorder
-        .wait_backup_done(id, Duration::from_secs(300))
-        .await;
-    assert_eq!(u[0]["state"], "BUILDING", "{u:?}");
-    let done = u.last().unwrap();
-    assert_eq!(
-        done["state"],
-        "COMPLETED",
-        "{u:?} {}",
-        recorder.fault_of(id)
-    );
-    assert_eq!(done["success"], true);
-    (
-        done["location"].as_str().unwrap().to_owned(),
-        done["checksum"].as_str().unwrap().to_owned(),
-    )
-}
-
 /// Prepares a new instance from a backup; returns it once healthy.
-async fn restore(
-    transport: &InMemoryTransport,
-    conductor_topic: &str,
-    recorder: &Recorder,
-    location: &str,
-    checksum: &str,
-) -> Guest {
-    let g = Guest::start(transport, conductor_topic).await;
-    let restore = json!({"id": "x", "location": location, "checksum": checksum,
-        "type": "pg_basebackup"});
-    g.api.prepare(&ctx(), prepare_args(restore)).await.unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &g.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(300),
-        )
+async fn restore(conductor: &Conductor, location: &str, checksum: &str) -> Guest {
+    let g = Guest::start(conductor, DS).await;
+    let restore = restore_info(DS, "x", location, checksum);
+    g.prepare_healthy(prepare_args(DS, restore, false), Duration::from_secs(300))
         .await;
-    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
     g
 }
 
@@ -287,33 +60,12 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
         return;
     }
     init_logging();
-    let transport = InMemoryTransport::new();
-    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
-    let recorder = Arc::new(Recorder::default());
-    let _conductor = transport
-        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
-        .await
-        .expect("conductor stand-in serves");
-    let store_dir = tempfile::Builder::new()
-        .prefix("trove-pg-backups-")
-        .tempdir()
-        .unwrap();
-    let store_url = format!("file://{}", store_dir.path().display());
+    let conductor = Conductor::start().await;
+    let recorder = &conductor.recorder;
+    let (store_dir, store_url) = local_store("trove-pg-backups-");
 
-    let src = Guest::start(&transport, &conductor_topic).await;
-    src.api
-        .prepare(&ctx(), prepare_args(Value::Null))
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &src.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(120),
-        )
-        .await;
-    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
-    let pool = app_pool(&src.inst).await;
+    let src = Guest::start_prepared(&conductor, DS).await;
+    let pool = pg_app_pool(&src.inst.config).await;
     sqlx::raw_sql("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v TEXT NOT NULL)")
         .execute(&pool)
         .await
@@ -345,13 +97,13 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
     }
     let at_start = written.load(Ordering::SeqCst);
     let full_id = uuid::Uuid::new_v4().to_string();
-    let (full_loc, full_sum) = take_backup(
-        &src,
-        &recorder,
-        backup_info(&full_id, &src.id, &store_url),
-        &full_id,
-    )
-    .await;
+    let (full_loc, full_sum) = src
+        .take_backup(
+            backup_info(DS, &full_id, &src.id, &store_url),
+            &full_id,
+            Duration::from_secs(300),
+        )
+        .await;
     let during = written.load(Ordering::SeqCst);
     stop.store(true, Ordering::SeqCst);
     writer.await.unwrap();
@@ -392,15 +144,8 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
 
     // The full backup restored: every committed row before the writer, a gap-free prefix of
     // the writer's rows (one point in time), no more than were ever written.
-    let dst = restore(
-        &transport,
-        &conductor_topic,
-        &recorder,
-        &full_loc,
-        &full_sum,
-    )
-    .await;
-    let pool_d = app_pool(&dst.inst).await;
+    let dst = restore(&conductor, &full_loc, &full_sum).await;
+    let pool_d = pg_app_pool(&dst.inst.config).await;
     let (n, min, max, _) = summary(&pool_d).await;
     assert!(
         n >= before + 50,
@@ -418,13 +163,13 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
     // The copy (promoted onto a new timeline) backs up in turn, full then incremental, and
     // its chain restores to exactly its rows.
     let copy_full = uuid::Uuid::new_v4().to_string();
-    let (cf_loc, cf_sum) = take_backup(
-        &dst,
-        &recorder,
-        backup_info(&copy_full, &dst.id, &store_url),
-        &copy_full,
-    )
-    .await;
+    let (cf_loc, cf_sum) = dst
+        .take_backup(
+            backup_info(DS, &copy_full, &dst.id, &store_url),
+            &copy_full,
+            Duration::from_secs(300),
+        )
+        .await;
     assert_eq!(store.head(&cf_loc).await.unwrap().metadata["timeline"], "2");
     sqlx::query("INSERT INTO t (v) SELECT 'copy ' || g FROM generate_series(1, 500) g")
         .execute(&pool_d)
@@ -433,13 +178,13 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
     let at_copy_inc = summary(&pool_d).await;
     pool_d.close().await;
     let copy_inc = uuid::Uuid::new_v4().to_string();
-    let mut info = backup_info(&copy_inc, &dst.id, &store_url);
-    info["backup_type"] = json!("incremental");
-    info["parent"] = json!({"location": cf_loc, "checksum": cf_sum});
-    let (ci_loc, ci_sum) = take_backup(&dst, &recorder, info, &copy_inc).await;
+    let info = incremental_info(DS, &copy_inc, &dst.id, &store_url, &cf_loc, &cf_sum);
+    let (ci_loc, ci_sum) = dst
+        .take_backup(info, &copy_inc, Duration::from_secs(300))
+        .await;
     dst.stop().await;
-    let g = restore(&transport, &conductor_topic, &recorder, &ci_loc, &ci_sum).await;
-    let p = app_pool(&g.inst).await;
+    let g = restore(&conductor, &ci_loc, &ci_sum).await;
+    let p = pg_app_pool(&g.inst.config).await;
     assert_eq!(
         summary(&p).await,
         at_copy_inc,
@@ -455,10 +200,10 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
         .unwrap();
     let at_inc1 = summary(&pool).await;
     let inc1_id = uuid::Uuid::new_v4().to_string();
-    let mut info = backup_info(&inc1_id, &src.id, &store_url);
-    info["backup_type"] = json!("incremental");
-    info["parent"] = json!({"location": full_loc, "checksum": full_sum});
-    let (inc1_loc, inc1_sum) = take_backup(&src, &recorder, info, &inc1_id).await;
+    let info = incremental_info(DS, &inc1_id, &src.id, &store_url, &full_loc, &full_sum);
+    let (inc1_loc, inc1_sum) = src
+        .take_backup(info, &inc1_id, Duration::from_secs(300))
+        .await;
     let inc1_head = store.head(&inc1_loc).await.unwrap();
     assert_eq!(inc1_head.metadata["parent_location"], full_loc);
     assert_eq!(inc1_head.metadata["parent_checksum"], full_sum);
@@ -484,18 +229,18 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
         .unwrap();
     let at_inc2 = summary(&pool).await;
     let inc2_id = uuid::Uuid::new_v4().to_string();
-    let mut info = backup_info(&inc2_id, &src.id, &store_url);
-    info["backup_type"] = json!("incremental");
-    info["parent"] = json!({"location": inc1_loc, "checksum": inc1_sum});
-    let (inc2_loc, inc2_sum) = take_backup(&src, &recorder, info, &inc2_id).await;
+    let info = incremental_info(DS, &inc2_id, &src.id, &store_url, &inc1_loc, &inc1_sum);
+    let (inc2_loc, inc2_sum) = src
+        .take_backup(info, &inc2_id, Duration::from_secs(300))
+        .await;
 
     // Each incremental restores, with its chain, to exactly the source's rows at its time.
     for (loc, sum, expected) in [
         (&inc1_loc, &inc1_sum, &at_inc1),
         (&inc2_loc, &inc2_sum, &at_inc2),
     ] {
-        let g = restore(&transport, &conductor_topic, &recorder, loc, sum).await;
-        let p = app_pool(&g.inst).await;
+        let g = restore(&conductor, loc, sum).await;
+        let p = pg_app_pool(&g.inst.config).await;
         assert_eq!(&summary(&p).await, expected, "restored from {loc}");
         p.close().await;
         g.stop().await;
@@ -510,9 +255,7 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
         .unwrap();
     std::fs::remove_file(archive.join(&parent_stop)).unwrap();
     let lost_id = uuid::Uuid::new_v4().to_string();
-    let mut info = backup_info(&lost_id, &src.id, &store_url);
-    info["backup_type"] = json!("incremental");
-    info["parent"] = json!({"location": inc2_loc, "checksum": inc2_sum});
+    let info = incremental_info(DS, &lost_id, &src.id, &store_url, &inc2_loc, &inc2_sum);
     src.api.create_backup(&ctx(), info).await.unwrap();
     let u = recorder
         .wait_backup_done(&lost_id, Duration::from_secs(120))
@@ -544,7 +287,7 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let refused_id = uuid::Uuid::new_v4().to_string();
     src.api
-        .create_backup(&ctx(), backup_info(&refused_id, &src.id, &store_url))
+        .create_backup(&ctx(), backup_info(DS, &refused_id, &src.id, &store_url))
         .await
         .unwrap();
     let u = recorder
@@ -573,10 +316,10 @@ async fn postgres_hot_backups_full_and_incremental_restore_into_new_instances() 
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(&file, &bytes).unwrap();
-    let bad = Guest::start(&transport, &conductor_topic).await;
+    let bad = Guest::start(&conductor, DS).await;
     let restore_info = json!({"id": inc1_id, "location": inc1_loc, "checksum": inc1_sum});
     bad.api
-        .prepare(&ctx(), prepare_args(restore_info))
+        .prepare(&ctx(), prepare_args(DS, restore_info, false))
         .await
         .unwrap();
     let s = recorder
@@ -622,34 +365,13 @@ async fn postgres_full_backup_cleans_the_wal_archive_up_to_its_start() {
         return;
     }
     init_logging();
-    let transport = InMemoryTransport::new();
-    let conductor_topic = format!("conductor-{}", uuid::Uuid::new_v4().simple());
-    let recorder = Arc::new(Recorder::default());
-    let _conductor = transport
-        .serve(&Target::topic(conductor_topic.clone()), recorder.clone())
-        .await
-        .expect("conductor stand-in serves");
-    let store_dir = tempfile::Builder::new()
-        .prefix("trove-pg-backups-")
-        .tempdir()
-        .unwrap();
-    let store_url = format!("file://{}", store_dir.path().display());
+    let conductor = Conductor::start().await;
+    let recorder = &conductor.recorder;
+    let (_store_dir, store_url) = local_store("trove-pg-backups-");
 
-    let src = Guest::start(&transport, &conductor_topic).await;
-    src.api
-        .prepare(&ctx(), prepare_args(Value::Null))
-        .await
-        .unwrap();
-    let s = recorder
-        .wait_heartbeat(
-            &src.id,
-            &["healthy", "failed to spawn"],
-            Duration::from_secs(120),
-        )
-        .await;
-    assert_eq!(s, "healthy", "{:?}", recorder.calls("notify_exc_info"));
+    let src = Guest::start_prepared(&conductor, DS).await;
     let archive = src.inst.mount().join("data/wal_archive");
-    let pool = app_pool(&src.inst).await;
+    let pool = pg_app_pool(&src.inst.config).await;
     sqlx::raw_sql("CREATE TABLE t (id BIGSERIAL PRIMARY KEY, v TEXT NOT NULL)")
         .execute(&pool)
         .await
@@ -683,19 +405,17 @@ async fn postgres_full_backup_cleans_the_wal_archive_up_to_its_start() {
         .await
         .unwrap();
     let full1 = uuid::Uuid::new_v4().to_string();
-    let (full1_loc, full1_sum) = take_backup(
-        &src,
-        &recorder,
-        backup_info(&full1, &src.id, &store_url),
-        &full1,
-    )
-    .await;
+    let (full1_loc, full1_sum) = src
+        .take_backup(
+            backup_info(DS, &full1, &src.id, &store_url),
+            &full1,
+            Duration::from_secs(300),
+        )
+        .await;
     let store = LocalStore::for_location(&full1_loc).unwrap();
     let inc1 = uuid::Uuid::new_v4().to_string();
-    let mut info = backup_info(&inc1, &src.id, &store_url);
-    info["backup_type"] = json!("incremental");
-    info["parent"] = json!({"location": full1_loc, "checksum": full1_sum});
-    let (inc1_loc, inc1_sum) = take_backup(&src, &recorder, info, &inc1).await;
+    let info = incremental_info(DS, &inc1, &src.id, &store_url, &full1_loc, &full1_sum);
+    let (inc1_loc, inc1_sum) = src.take_backup(info, &inc1, Duration::from_secs(300)).await;
     for _ in 0..3 {
         sqlx::query("INSERT INTO t (v) SELECT 'between ' || g FROM generate_series(1, 500) g")
             .execute(&pool)
@@ -717,13 +437,13 @@ async fn postgres_full_backup_cleans_the_wal_archive_up_to_its_start() {
 
     // Full backup #2: nothing before its start segment is left.
     let full2 = uuid::Uuid::new_v4().to_string();
-    let (full2_loc, full2_sum) = take_backup(
-        &src,
-        &recorder,
-        backup_info(&full2, &src.id, &store_url),
-        &full2,
-    )
-    .await;
+    let (full2_loc, full2_sum) = src
+        .take_backup(
+            backup_info(DS, &full2, &src.id, &store_url),
+            &full2,
+            Duration::from_secs(300),
+        )
+        .await;
     let full2_start = store.head(&full2_loc).await.unwrap().metadata["start_wal_file"].clone();
     let after_full2 = archived_segments(&archive);
     assert!(
@@ -742,9 +462,7 @@ async fn postgres_full_backup_cleans_the_wal_archive_up_to_its_start() {
 
     // An incremental on the older chain is refused, naming the newer full backup.
     let stale = uuid::Uuid::new_v4().to_string();
-    let mut info = backup_info(&stale, &src.id, &store_url);
-    info["backup_type"] = json!("incremental");
-    info["parent"] = json!({"location": inc1_loc, "checksum": inc1_sum});
+    let info = incremental_info(DS, &stale, &src.id, &store_url, &inc1_loc, &inc1_sum);
     src.api.create_backup(&ctx(), info).await.unwrap();
     let u = recorder
         .wait_backup_done(&stale, Duration::from_secs(120))
@@ -763,31 +481,20 @@ async fn postgres_full_backup_cleans_the_wal_archive_up_to_its_start() {
         .await
         .unwrap();
     let inc2 = uuid::Uuid::new_v4().to_string();
-    let mut info = backup_info(&inc2, &src.id, &store_url);
-    info["backup_type"] = json!("incremental");
-    info["parent"] = json!({"location": full2_loc, "checksum": full2_sum});
-    let (inc2_loc, inc2_sum) = take_backup(&src, &recorder, info, &inc2).await;
+    let info = incremental_info(DS, &inc2, &src.id, &store_url, &full2_loc, &full2_sum);
+    let (inc2_loc, inc2_sum) = src.take_backup(info, &inc2, Duration::from_secs(300)).await;
     sqlx::query("INSERT INTO t (v) SELECT 'last ' || g FROM generate_series(1, 300) g")
         .execute(&pool)
         .await
         .unwrap();
     let expected = summary(&pool).await;
     let inc3 = uuid::Uuid::new_v4().to_string();
-    let mut info = backup_info(&inc3, &src.id, &store_url);
-    info["backup_type"] = json!("incremental");
-    info["parent"] = json!({"location": inc2_loc, "checksum": inc2_sum});
-    let (inc3_loc, inc3_sum) = take_backup(&src, &recorder, info, &inc3).await;
+    let info = incremental_info(DS, &inc3, &src.id, &store_url, &inc2_loc, &inc2_sum);
+    let (inc3_loc, inc3_sum) = src.take_backup(info, &inc3, Duration::from_secs(300)).await;
     pool.close().await;
     superuser.close().await;
-    let g = restore(
-        &transport,
-        &conductor_topic,
-        &recorder,
-        &inc3_loc,
-        &inc3_sum,
-    )
-    .await;
-    let p = app_pool(&g.inst).await;
+    let g = restore(&conductor, &inc3_loc, &inc3_sum).await;
+    let p = pg_app_pool(&g.inst.config).await;
     assert_eq!(summary(&p).await, expected, "restored from {inc3_loc}");
     p.close().await;
     g.stop().await;

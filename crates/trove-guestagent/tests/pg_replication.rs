@@ -7,12 +7,10 @@
 
 mod common;
 
-use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, TcpListener};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::Instance;
+use common::{free_endpoint, init_logging, pg15_tools_installed, running_as_root, Instance};
 use rand::Rng;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
@@ -26,49 +24,8 @@ use trove_guestagent::{
 const STRATEGY: &str = "PostgresqlReplicationStreaming";
 
 fn can_run() -> bool {
-    if !rustix::process::geteuid().is_root() {
-        eprintln!("skipped: replication tests need root (service account, restored files)");
-        return false;
-    }
-    let bin = std::path::Path::new("/usr/lib/postgresql/15/bin");
-    for tool in ["postgres", "pg_basebackup", "pg_verifybackup", "pg_rewind"] {
-        if !bin.join(tool).is_file() {
-            eprintln!("skipped: PostgreSQL 15's {tool} is not installed");
-            return false;
-        }
-    }
-    true
-}
-
-fn init_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
-
-static TAKEN: Mutex<Option<HashSet<(Ipv4Addr, u16)>>> = Mutex::new(None);
-
-/// An address in 127.2.12.x and a port, free now.
-fn free_endpoint() -> (Ipv4Addr, u16) {
-    let mut rng = rand::thread_rng();
-    for _ in 0..1000 {
-        let ip = Ipv4Addr::new(127, 2, 12, rng.gen_range(2..=254));
-        let port = rng.gen_range(20000..60000);
-        let mut taken = TAKEN.lock().unwrap();
-        let taken = taken.get_or_insert_with(HashSet::new);
-        if taken.contains(&(ip, port)) {
-            continue;
-        }
-        if TcpListener::bind((ip, port)).is_ok() {
-            taken.insert((ip, port));
-            return (ip, port);
-        }
-    }
-    panic!("no free address in 127.2.12.x");
+    running_as_root("replication tests need root (service account, restored files)")
+        && pg15_tools_installed(&["postgres", "pg_basebackup", "pg_verifybackup", "pg_rewind"])
 }
 
 struct Node {
@@ -83,10 +40,8 @@ impl Node {
 
     /// A node whose waits (start, stop, streaming) end after `wait`.
     fn with_wait(wait: Duration) -> Self {
-        let (ip, port) = free_endpoint();
-        let mut inst = Instance::new(port);
-        inst.addr = ip;
-        inst.config.bind_address = IpAddr::V4(ip);
+        let (ip, port) = free_endpoint([127, 2, 12], 20000..=59999);
+        let mut inst = Instance::at(ip, port);
         inst.config.state_change_wait_time = wait;
         let mgr = PostgresManager::new(inst.config.clone());
         Node { inst, mgr }

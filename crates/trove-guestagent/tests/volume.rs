@@ -395,13 +395,7 @@ async fn mariadb_prepared_on_a_volume_through_the_agent() {
     if !is_root() {
         return;
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
+    common::init_logging();
     let inst = VolumeInstance::new(3306, 256);
     let dev = inst.lo().path().to_string();
     let mount = inst.mount().to_str().unwrap().to_string();
