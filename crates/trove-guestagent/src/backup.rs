@@ -509,7 +509,7 @@ pub async fn mariadb_restore(
 ) -> Result<()> {
     let mbstream = require_program("mbstream", "mariadb-backup", "a restore")?;
     let tool = require_program("mariadb-backup", "mariadb-backup", "a restore")?;
-    let chain = restore_chain(info).await?;
+    let chain = restore_chain(info, None).await?;
     tracing::info!(location = %info.location, objects = chain.len(), "restoring backup");
     empty_dir(&paths.data_dir)?;
     let inc_dir = paths.tmp_dir.join("restore-incremental");
@@ -534,15 +534,36 @@ pub async fn mariadb_restore(
     Ok(())
 }
 
-/// One object of a restore chain.
-struct ChainLink {
-    store: Arc<dyn BackupStore>,
-    location: String,
-    checksum: Option<String>,
+/// One object of a restore chain, checked against the checksum recorded for it.
+pub(crate) struct ChainLink {
+    pub(crate) store: Arc<dyn BackupStore>,
+    pub(crate) location: String,
+    pub(crate) checksum: String,
+    pub(crate) metadata: Metadata,
 }
 
-/// The objects to apply, full backup first.
-async fn restore_chain(info: &RestoreInfo) -> Result<Vec<ChainLink>> {
+/// Refuses an object whose checksum is not the one recorded for it (when one is).
+pub(crate) fn check_checksum(location: &str, expected: Option<&str>, actual: &str) -> Result<()> {
+    if let Some(expected) = expected.filter(|c| !c.is_empty()) {
+        if !expected.trim_matches('"').eq_ignore_ascii_case(actual) {
+            return Err(trove_backup::BackupError::ChecksumMismatch {
+                location: location.into(),
+                expected: expected.into(),
+                actual: actual.into(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The objects to apply, full backup first, each checked against the checksum recorded for
+/// it, compressed with zstd and, when `datastore` is given, of that datastore (objects
+/// without the metadata pass).
+pub(crate) async fn restore_chain(
+    info: &RestoreInfo,
+    datastore: Option<&str>,
+) -> Result<Vec<ChainLink>> {
     let mut chain = Vec::new();
     let mut next = Some((info.location.clone(), info.checksum.clone()));
     while let Some((location, checksum)) = next.take() {
@@ -554,23 +575,21 @@ async fn restore_chain(info: &RestoreInfo) -> Result<Vec<ChainLink>> {
         }
         let store = store_for_location(&location)?;
         let head = store.head(&location).await?;
-        if let Some(expected) = checksum.as_deref().filter(|c| !c.is_empty()) {
-            if !expected
-                .trim_matches('"')
-                .eq_ignore_ascii_case(&head.checksum)
-            {
-                return Err(trove_backup::BackupError::ChecksumMismatch {
-                    location,
-                    expected: expected.into(),
-                    actual: head.checksum,
-                }
-                .into());
-            }
-        }
+        check_checksum(&location, checksum.as_deref(), &head.checksum)?;
         if let Some(c) = head.metadata.get(META_COMPRESSION).filter(|c| *c != ZSTD) {
             return Err(GuestError::NotSupported(format!(
                 "backup compression {c} (of {location})"
             )));
+        }
+        if let (Some(want), Some(d)) = (
+            datastore,
+            head.metadata.get("datastore").filter(|d| !d.is_empty()),
+        ) {
+            if d != want {
+                return Err(GuestError::InvalidValue(format!(
+                    "backup {location} is of datastore {d}, not {want}"
+                )));
+            }
         }
         next = head
             .metadata
@@ -579,7 +598,8 @@ async fn restore_chain(info: &RestoreInfo) -> Result<Vec<ChainLink>> {
         chain.push(ChainLink {
             store,
             location,
-            checksum: Some(head.checksum),
+            checksum: head.checksum,
+            metadata: head.metadata,
         });
     }
     chain.reverse();
@@ -591,10 +611,7 @@ const MAX_CHAIN: usize = 100;
 
 /// Streams one verified object through zstd into `mbstream -x -C <dir>`.
 async fn extract(mbstream: &Path, link: &ChainLink, dir: &Path) -> Result<()> {
-    let reader = link
-        .store
-        .get(&link.location, link.checksum.as_deref())
-        .await?;
+    let reader = link.store.get(&link.location, Some(&link.checksum)).await?;
     let mut cmd = tokio::process::Command::new(mbstream);
     cmd.arg("-x").arg("-C").arg(dir);
     feed_command(cmd, "mbstream", zstd_decompress(reader), &link.location).await

@@ -38,16 +38,18 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use trove_backup::compress::{zstd_compress, zstd_decompress, ZSTD};
-use trove_backup::{BackupStore, Metadata, StoredObject, META_COMPRESSION};
+use trove_backup::{Metadata, StoredObject, META_COMPRESSION};
 
-use crate::backup::{find_program, BackupJob, ParentInfo, RestoreInfo};
+use crate::backup::{
+    check_checksum, find_program, restore_chain, store_for_location, BackupJob, ChainLink,
+    ParentInfo, RestoreInfo,
+};
 use crate::error::{GuestError, Result};
 use crate::process::ServiceUser;
 
@@ -56,9 +58,6 @@ pub const PG_SUFFIX: &str = "tar.zst";
 
 /// The superuser the tools connect as.
 const SUPERUSER: &str = "postgres";
-
-/// Longest restore chain accepted.
-const MAX_CHAIN: usize = 100;
 
 /// How long an incremental backup waits for the archiver to take its WAL.
 const ARCHIVE_WAIT: Duration = Duration::from_secs(600);
@@ -608,29 +607,10 @@ pub fn wal_range(
 
 /// The parent's metadata; the parent must exist and carry the checksum `backup_info` names.
 async fn parent_head(parent: &ParentInfo) -> Result<Metadata> {
-    let store = open(&parent.location)?;
+    let store = store_for_location(&parent.location)?;
     let head = store.head(&parent.location).await?;
     check_checksum(&parent.location, parent.checksum.as_deref(), &head.checksum)?;
     Ok(head.metadata)
-}
-
-fn check_checksum(location: &str, expected: Option<&str>, actual: &str) -> Result<()> {
-    if let Some(expected) = expected.filter(|c| !c.is_empty()) {
-        if !expected.trim_matches('"').eq_ignore_ascii_case(actual) {
-            return Err(trove_backup::BackupError::ChecksumMismatch {
-                location: location.into(),
-                expected: expected.into(),
-                actual: actual.into(),
-            }
-            .into());
-        }
-    }
-    Ok(())
-}
-
-/// The store holding `location`.
-fn open(location: &str) -> Result<Arc<dyn BackupStore>> {
-    crate::backup::store_for_location(location)
 }
 
 async fn incremental_backup(
@@ -774,58 +754,6 @@ async fn incremental_backup(
     Ok(r?.0)
 }
 
-/// One object of a restore chain.
-struct ChainLink {
-    store: Arc<dyn BackupStore>,
-    location: String,
-    checksum: String,
-    metadata: Metadata,
-}
-
-/// The objects to apply, full backup first, each checked against the checksum recorded for
-/// it.
-async fn restore_chain(info: &RestoreInfo) -> Result<Vec<ChainLink>> {
-    let mut chain = Vec::new();
-    let mut next = Some((info.location.clone(), info.checksum.clone()));
-    while let Some((location, checksum)) = next.take() {
-        if chain.len() >= MAX_CHAIN {
-            return Err(GuestError::InvalidValue(format!(
-                "backup {} has a chain of more than {MAX_CHAIN} parents",
-                info.location
-            )));
-        }
-        let store = open(&location)?;
-        let head = store.head(&location).await?;
-        check_checksum(&location, checksum.as_deref(), &head.checksum)?;
-        if let Some(c) = head.metadata.get(META_COMPRESSION).filter(|c| *c != ZSTD) {
-            return Err(GuestError::NotSupported(format!(
-                "backup compression {c} (of {location})"
-            )));
-        }
-        if let Some(d) = head
-            .metadata
-            .get("datastore")
-            .filter(|d| !d.is_empty() && *d != "postgresql")
-        {
-            return Err(GuestError::InvalidValue(format!(
-                "backup {location} is of datastore {d}, not postgresql"
-            )));
-        }
-        next = head
-            .metadata
-            .get("parent_location")
-            .map(|p| (p.clone(), head.metadata.get("parent_checksum").cloned()));
-        chain.push(ChainLink {
-            store,
-            location,
-            checksum: head.checksum,
-            metadata: head.metadata,
-        });
-    }
-    chain.reverse();
-    Ok(chain)
-}
-
 /// Restores the backup (chain) `info` names into `paths.pgdata` and prepares archive
 /// recovery; the server must be stopped. Returns the position the recovery must reach,
 /// which [`finish_recovery`] checks once the server runs.
@@ -835,7 +763,7 @@ pub async fn pg_restore(paths: &PgBackupPaths, info: &RestoreInfo) -> Result<Opt
         detail: "tar is not installed on this guest".into(),
     })?;
     let verify = paths.tool("pg_verifybackup")?;
-    let chain = restore_chain(info).await?;
+    let chain = restore_chain(info, Some("postgresql")).await?;
     tracing::info!(location = %info.location, objects = chain.len(), "restoring backup");
     if chain
         .first()

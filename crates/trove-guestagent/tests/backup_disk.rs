@@ -13,8 +13,7 @@ mod common;
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +30,7 @@ use trove_guestagent::process::{ServiceUser, DEFAULT_SERVICE_UID, DEFAULT_SERVIC
 use trove_guestagent::volume;
 use trove_rpc::api::{GuestTimeouts, PrepareArgs};
 
-const MIB: u64 = 1024 * 1024;
+use common::loopdev::{sh, LoopDevice, MIB};
 
 /// Size of the source's volume.
 const VOLUME_MIB: u64 = 256;
@@ -46,77 +45,6 @@ fn can_run(tools: &[&str]) -> bool {
 /// A free address 127.2.13.x where `port` can be bound now.
 fn free_address(port: u16) -> Ipv4Addr {
     free_endpoint([127, 2, 13], port..=port).0
-}
-
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An image file attached to a loop device; dropping it unmounts `mount_point` where this
-/// device is mounted there, then detaches the device.
-struct LoopDevice {
-    dev: PathBuf,
-    mount_point: PathBuf,
-}
-
-impl LoopDevice {
-    fn new(image: &Path, size_mib: u64, mount_point: &Path) -> LoopDevice {
-        std::fs::File::create(image)
-            .and_then(|f| f.set_len(size_mib * MIB))
-            .expect("image file");
-        let dev = sh("losetup", &["--find", "--show", image.to_str().unwrap()]);
-        // The guard exists before anything else can fail, so the device is always detached.
-        let lo = LoopDevice {
-            dev: PathBuf::from(dev.trim()),
-            mount_point: mount_point.to_path_buf(),
-        };
-        assert!(
-            lo.dev.to_string_lossy().starts_with("/dev/loop"),
-            "losetup gave {dev:?}"
-        );
-        lo
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let ours = volume::block_device_number(&self.dev).ok();
-        let mut attempts = 0;
-        while let Ok(Some(m)) = volume::mount_at(&self.mount_point) {
-            if Some(m.dev) != ours {
-                break;
-            }
-            let ok = Command::new("umount")
-                .arg(&self.mount_point)
-                .stderr(std::process::Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            attempts += 1;
-            if !ok && attempts >= 50 {
-                // Still busy (a failed test left a process): detach it from the tree; the
-                // kernel releases it, and the device, when the last user goes.
-                let _ = Command::new("umount")
-                    .arg("-l")
-                    .arg(&self.mount_point)
-                    .status();
-                break;
-            }
-            if !ok {
-                // A server just killed may hold its files a moment longer.
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
 }
 
 /// An instance directory (mount point `<dir>/mnt`), optionally with its own volume.
@@ -142,7 +70,11 @@ impl TestInstance {
         let mut config = ManagerConfig::new(&mount, addr.into(), port, user);
         config.state_change_wait_time = Duration::from_secs(60);
         config.volume.fstab = dir.path().join("fstab");
-        let lo = volume_mib.map(|mib| LoopDevice::new(&dir.path().join("volume.img"), mib, &mount));
+        let lo = volume_mib.map(|mib| {
+            let mut lo = LoopDevice::new(mib);
+            lo.unmount_on_drop(&mount);
+            lo
+        });
         TestInstance {
             config,
             lo,

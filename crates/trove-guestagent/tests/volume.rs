@@ -9,7 +9,6 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,7 +28,7 @@ use trove_rpc::api::guest::GUEST_LATEST_VERSION;
 use trove_rpc::api::{GuestApi, GuestRequest, GuestTimeouts, PrepareArgs};
 use trove_rpc::{InMemoryTransport, RpcContext, Transport};
 
-const MIB: u64 = 1024 * 1024;
+use common::loopdev::{sh, LoopDevice, MIB};
 
 fn is_root() -> bool {
     if rustix::process::geteuid().is_root() {
@@ -54,103 +53,6 @@ fn can_resize_online() -> bool {
     }
     eprintln!("online resize not checked: this process lacks CAP_SYS_RESOURCE");
     false
-}
-
-fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// An image file attached to a loop device. Dropping it unmounts the mount points it was
-/// told about (only where this device is mounted) and detaches the device.
-struct LoopDevice {
-    dev: PathBuf,
-    image: PathBuf,
-    mount_points: Vec<PathBuf>,
-    _dir: tempfile::TempDir,
-}
-
-impl LoopDevice {
-    fn new(size_mib: u64) -> LoopDevice {
-        let dir = tempfile::Builder::new()
-            .prefix("trove-vol-")
-            .tempdir()
-            .expect("tempdir");
-        let image = dir.path().join("volume.img");
-        std::fs::File::create(&image)
-            .and_then(|f| f.set_len(size_mib * MIB))
-            .expect("image file");
-        let dev = sh("losetup", &["--find", "--show", image.to_str().unwrap()]);
-        // The guard exists before anything else can fail, so the device is always detached.
-        let lo = LoopDevice {
-            dev: PathBuf::from(dev.trim()),
-            image,
-            mount_points: Vec::new(),
-            _dir: dir,
-        };
-        assert!(lo.path().starts_with("/dev/loop"), "losetup gave {dev:?}");
-        lo
-    }
-
-    fn path(&self) -> &str {
-        self.dev.to_str().unwrap()
-    }
-
-    /// Grows the image and tells the loop driver about the new size.
-    fn grow(&self, size_mib: u64) {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.image)
-            .and_then(|f| f.set_len(size_mib * MIB))
-            .expect("grow image");
-        sh("losetup", &["-c", self.path()]);
-        let size: u64 = sh("blockdev", &["--getsize64", self.path()])
-            .trim()
-            .parse()
-            .unwrap();
-        assert_eq!(size, size_mib * MIB);
-    }
-
-    /// Cleans `mp` up on drop, if this device is mounted there.
-    fn unmount_on_drop(&mut self, mp: &Path) {
-        self.mount_points.push(mp.to_path_buf());
-    }
-
-    fn dev_number(&self) -> (u32, u32) {
-        volume::block_device_number(&self.dev).unwrap()
-    }
-}
-
-impl Drop for LoopDevice {
-    fn drop(&mut self) {
-        let ours = volume::block_device_number(&self.dev).ok();
-        for mp in &self.mount_points {
-            while let Ok(Some(m)) = volume::mount_at(mp) {
-                if Some(m.dev) != ours {
-                    break;
-                }
-                let ok = Command::new("umount")
-                    .arg(mp)
-                    .status()
-                    .is_ok_and(|s| s.success());
-                if !ok {
-                    // Still busy (a failed test left a process): detach it from the tree;
-                    // the kernel releases it when the last user goes.
-                    let _ = Command::new("umount").arg("-l").arg(mp).status();
-                    break;
-                }
-            }
-        }
-        let _ = Command::new("losetup").arg("-d").arg(&self.dev).status();
-    }
 }
 
 fn statvfs_bytes(path: &Path) -> u64 {

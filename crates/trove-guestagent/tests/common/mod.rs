@@ -7,6 +7,7 @@
 
 pub mod conductor;
 pub mod guest;
+pub mod loopdev;
 
 #[allow(unused_imports)]
 pub use conductor::{Conductor, Recorder};
