@@ -28,7 +28,6 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::handlers::instances::{cast, load_visible, quota_defaults, states};
-use crate::instances::status::check_action_allowed;
 use crate::middleware::empty;
 use crate::validation::{
     envelope, integer, non_empty_string, object, uuid, Errors, Path as JsonPath,
@@ -429,15 +428,7 @@ async fn check_instance(
             "Instance {instance_id} is not ready: it has no server."
         )));
     }
-    let st = states(state, &inst).await?;
-    check_action_allowed(
-        instance_id,
-        st.task,
-        &st.server_status,
-        st.service,
-        st.backup_running,
-    )
-    .map_err(ApiError::unprocessable)?;
+    states(state, &inst).await?.gate_a(instance_id)?;
     Ok(inst)
 }
 

@@ -22,7 +22,6 @@ use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::handlers::instances::{cast, guest_of, states, view_with_addresses};
-use crate::instances::status::check_action_allowed;
 use crate::middleware::empty;
 use crate::validation::{is_uuid, non_empty_string, Errors, Path as JsonPath};
 use crate::views;
@@ -258,14 +257,7 @@ async fn load_any_project(state: &AppState, id: &str) -> ApiResult<Instance> {
 /// The state gate of instance actions (422 when the instance is busy or broken).
 async fn gate(state: &AppState, inst: &Instance) -> ApiResult<TaskStatus> {
     let st = states(state, inst).await?;
-    check_action_allowed(
-        &inst.id,
-        st.task,
-        &st.server_status,
-        st.service,
-        st.backup_running,
-    )
-    .map_err(ApiError::unprocessable)?;
+    st.gate_a(&inst.id)?;
     Ok(st.task)
 }
 

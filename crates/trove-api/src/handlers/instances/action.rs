@@ -7,25 +7,13 @@ use axum::response::Response;
 use serde_json::json;
 use trove_db::{DbError, ServiceStatus, TaskStatus};
 
-use super::{cast, flavor_dict, load_visible, quota_defaults, states, States};
+use super::{cast, flavor_dict, load_visible, quota_defaults, states};
 use crate::app::AppState;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::JsonBody;
 use crate::instances::request::Action;
-use crate::instances::status::check_action_allowed;
 use crate::middleware::empty;
-
-fn gate_a(id: &str, st: &States) -> ApiResult<()> {
-    check_action_allowed(
-        id,
-        st.task,
-        &st.server_status,
-        st.service,
-        st.backup_running,
-    )
-    .map_err(ApiError::unprocessable)
-}
 
 /// Marks the running backups (NEW, BUILDING, SAVING) of an instance FAILED, as
 /// reset_status does.
@@ -67,7 +55,7 @@ pub async fn action(
         Action::Restart => {
             ctx.authorize(&state, "instance:restart", &owner)?;
             let st = states(&state, &inst).await?;
-            gate_a(&id, &st)?;
+            st.gate_a(&id)?;
             if inst.cluster_id.is_some() && !ctx.is_admin() {
                 return Err(ApiError::not_implemented(
                     "Operation not supported for cluster members.",
@@ -82,7 +70,7 @@ pub async fn action(
         Action::ResizeFlavor(new_id) => {
             ctx.authorize(&state, "instance:resize_flavor", &owner)?;
             let st = states(&state, &inst).await?;
-            gate_a(&id, &st)?;
+            st.gate_a(&id)?;
             if inst.cluster_id.is_some() {
                 return Err(ApiError::not_implemented(
                     "Operation not supported for cluster members.",
@@ -148,7 +136,7 @@ pub async fn action(
             }
             let mut delta = 0i32;
             for (m, st) in &members {
-                gate_a(&m.id, st)?;
+                st.gate_a(&m.id)?;
                 let from = m.volume_size.map(i64::from).unwrap_or(current);
                 delta = delta.saturating_add(i32::try_from(size - from).unwrap_or(i32::MAX).max(0));
             }

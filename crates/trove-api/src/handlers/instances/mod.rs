@@ -65,6 +65,20 @@ pub struct States {
     pub service_status_updated: Option<String>,
 }
 
+impl States {
+    /// Gate A (api-statuses.md §5): 422 unless instance `id` may take an action now.
+    pub fn gate_a(&self, id: &str) -> ApiResult<()> {
+        crate::instances::status::check_action_allowed(
+            id,
+            self.task,
+            &self.server_status,
+            self.service,
+            self.backup_running,
+        )
+        .map_err(ApiError::unprocessable)
+    }
+}
+
 /// Reads the service status and running backups and derives `status`/`operating_status`.
 pub async fn states(state: &AppState, inst: &Instance) -> ApiResult<States> {
     let task = inst.task_status().unwrap_or(TaskStatus::None);

@@ -14,20 +14,11 @@ use crate::app::AppState;
 use crate::context::RequestContext;
 use crate::error::{ApiError, ApiResult, Fault};
 use crate::instances::request::CreateRequest;
-use crate::instances::status::check_action_allowed;
 use crate::views::instances::{instance, Detail};
 
 /// Gate A (422) on `inst`.
 async fn gate_a(state: &AppState, inst: &Instance) -> ApiResult<()> {
-    let st = states(state, inst).await?;
-    check_action_allowed(
-        &inst.id,
-        st.task,
-        &st.server_status,
-        st.service,
-        st.backup_running,
-    )
-    .map_err(ApiError::unprocessable)
+    states(state, inst).await?.gate_a(&inst.id)
 }
 
 /// The replication strategy of the instance's datastore, or 400 `ReplicationNotSupported`.
