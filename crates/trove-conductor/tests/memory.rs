@@ -143,13 +143,14 @@ async fn failed_backup_keeps_the_reason_for_the_tenant() {
     assert_eq!((row.state.as_str(), row.fault_message), ("BUILDING", None));
     // Each cast is stamped later than the one before (the stale filter).
     tokio::time::sleep(Duration::from_millis(5)).await;
+    let reason = "The backup failed: mariadb-backup exited with status 1: Access denied.";
     let failed = UpdateBackupFields {
         state: Some("FAILED".into()),
         success: Some(false),
+        fault_message: Some(reason.into()),
         ..Default::default()
     };
-    let reason = "The backup failed: mariadb-backup exited with status 1: Access denied.";
-    api.update_backup_failed(&guest_ctx(), &id, &bk, failed, reason)
+    api.update_backup(&guest_ctx(), &id, &bk, failed)
         .await
         .unwrap();
     let s = wait_received(&[&server], 2).await;

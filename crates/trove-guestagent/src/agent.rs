@@ -897,27 +897,19 @@ impl Inner {
         notification: &PrepareNotification,
         text: &str,
     ) {
-        let fields = trove_rpc::api::UpdateBackupFields {
-            state: Some("FAILED".into()),
-            backup_type: Some(info.backup_type.clone()),
-            success: Some(false),
-            ..Default::default()
-        };
-        // The conductor stores `text` (its last lines, secrets masked) as the backup's
+        // The conductor stores the reason (its last lines, secrets masked) as the backup's
         // fault, which the tenant reads.
-        if let Err(e) = self
-            .conductor
-            .update_backup_failed(
-                &RpcContext::default(),
-                &self.guest_id,
-                &info.id,
-                fields,
-                text,
-            )
-            .await
-        {
-            tracing::warn!(backup.id = %info.id, error = %e, "backup update not sent");
-        }
+        self.update_backup(
+            &info.id,
+            trove_rpc::api::UpdateBackupFields {
+                state: Some("FAILED".into()),
+                backup_type: Some(info.backup_type.clone()),
+                success: Some(false),
+                fault_message: Some(trove_rpc::api::conductor::tenant_fault_message(text)),
+                ..Default::default()
+            },
+        )
+        .await;
         self.notify_error(notification, "backup failed", text, &[text.to_string()])
             .await;
     }
@@ -963,6 +955,7 @@ impl Inner {
                         checksum: Some(stored.checksum),
                         location: Some(stored.location),
                         success: Some(true),
+                        ..Default::default()
                     },
                 )
                 .await;

@@ -38,6 +38,11 @@ pub struct UpdateBackupFields {
     /// Success flag (not a column; ignored by the conductor).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success: Option<bool>,
+    /// Why the backup failed, in words a tenant can read (see [`tenant_fault_message`]).
+    /// Our addition: Trove's guests never send it, and Trove's conductor, which copies
+    /// every argument naming a backup column, skips it, as it has no such column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_message: Option<String>,
 }
 
 /// The longest failure reason a guest sends (characters; the conductor stores no more).
@@ -181,11 +186,6 @@ pub enum ConductorRequest {
         /** Changed fields. */
         #[serde(flatten)]
         fields: UpdateBackupFields,
-        /** Why the backup failed, in words a tenant can read (our addition: Trove's
-        guests never send it, and Trove's conductor, which copies every argument naming a
-        backup column, skips it, as it has no such column). Sent only with a message. */
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        fault_message: Option<String>,
     },
     /// Root was enabled.
     ReportRoot {
@@ -280,28 +280,6 @@ impl ConductorApi {
             backup_id: backup_id.into(),
             sent: Some(super::epoch_now()),
             fields,
-            fault_message: None,
-        };
-        self.cast(ctx, &req).await
-    }
-
-    /// `update_backup` stamped now, with the reason the backup failed (`fault_message`,
-    /// passed through [`tenant_fault_message`]) for the tenant to read; `fields` normally
-    /// sets the state to `FAILED`.
-    pub async fn update_backup_failed(
-        &self,
-        ctx: &RpcContext,
-        instance_id: &str,
-        backup_id: &str,
-        fields: UpdateBackupFields,
-        fault_message: &str,
-    ) -> Result<(), RpcError> {
-        let req = ConductorRequest::UpdateBackup {
-            instance_id: instance_id.into(),
-            backup_id: backup_id.into(),
-            sent: Some(super::epoch_now()),
-            fields,
-            fault_message: Some(tenant_fault_message(fault_message)),
         };
         self.cast(ctx, &req).await
     }
@@ -335,7 +313,6 @@ mod tests {
                 size: Some(0.2),
                 ..Default::default()
             },
-            fault_message: None,
         };
         let (m, a) = crate::api::split(&r).unwrap();
         assert_eq!(m, "update_backup");
@@ -395,9 +372,9 @@ mod tests {
             fields: UpdateBackupFields {
                 state: Some("FAILED".into()),
                 success: Some(false),
+                fault_message: Some("The backup tool failed: disk full.".into()),
                 ..Default::default()
             },
-            fault_message: Some("The backup tool failed: disk full.".into()),
         };
         let (m, a) = crate::api::split(&r).unwrap();
         assert_eq!(
@@ -409,13 +386,9 @@ mod tests {
         // What a guest without the field sends decodes with no message.
         let old = json!({"instance_id": "i", "backup_id": "b", "sent": 2.0, "state": "FAILED"});
         match ConductorRequest::decode("update_backup", old.as_object().unwrap().clone()).unwrap() {
-            ConductorRequest::UpdateBackup {
-                fields,
-                fault_message,
-                ..
-            } => {
+            ConductorRequest::UpdateBackup { fields, .. } => {
                 assert_eq!(fields.state.as_deref(), Some("FAILED"));
-                assert_eq!(fault_message, None);
+                assert_eq!(fields.fault_message, None);
             }
             other => panic!("{other:?}"),
         }
